@@ -1,0 +1,75 @@
+"""The `sisu` command: the Typer app, its groups, and the one error handler.
+
+Kept light on purpose: `sisu --help` must not import dbos, fastapi or psycopg; each command
+imports what it needs when it runs."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+import typer
+
+from sisu import __version__
+from sisu.cli import _output, crashdemo, db, policy, worker
+from sisu.errors import SisuError
+
+app = typer.Typer(
+    name="sisu",
+    help="sisu: a durable intent engine. Runs intents as durable DBOS workflows on PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        _output.data(f"sisu {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show tracebacks and debug detail on errors."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    _output.state.verbose = verbose
+
+
+app.add_typer(db.app, name="db")
+app.command(name="worker")(worker.worker)
+app.command(name="crashdemo")(crashdemo.crashdemo)
+app.add_typer(policy.app, name="policy")
+
+
+def main() -> None:
+    """Console-script entry point: maps every failure to a clean message and an exit code."""
+    try:
+        code = app(standalone_mode=False)
+    except SisuError as exc:
+        _output.error(exc)
+        if _output.state.verbose:
+            traceback.print_exc()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        sys.stderr.write("aborted\n")
+        sys.exit(130)
+    except Exception as exc:
+        if _output.state.verbose:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"sisu: error[internal_error]: {type(exc).__name__}: {exc} (run with -v for details)\n"
+        )
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

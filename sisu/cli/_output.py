@@ -1,0 +1,90 @@
+"""Output conventions: data to stdout, everything else to stderr; no colour when not a terminal
+or when NO_COLOR is set; errors as one line (and as the JSON envelope under --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from sisu.contracts.base import Contract
+    from sisu.errors import SisuError
+
+
+@dataclass
+class _State:
+    verbose: bool = False
+    json_mode: bool = False
+
+
+state = _State()
+
+
+@cache
+def err_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@cache
+def out_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def use_json(flag: bool) -> bool:
+    """Commands with --json call this first, so that errors are printed as JSON too."""
+    state.json_mode = flag
+    return flag
+
+
+def interactive() -> bool:
+    """Progress displays only on a terminal (stderr is where they draw)."""
+    return sys.stderr.isatty() and not state.json_mode
+
+
+def data(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.flush()
+
+
+def emit(model: Contract) -> None:
+    data(model.to_json())
+
+
+def emit_obj(obj: Any) -> None:
+    data(json.dumps(obj, default=str))
+
+
+def info(message: str) -> None:
+    err_console().print(message)
+
+
+def error(exc: SisuError) -> None:
+    if state.json_mode:
+        emit_obj(exc.envelope())
+    sys.stderr.write(f"sisu: error[{exc.code}]: {exc.message}\n")
+
+
+@contextmanager
+def progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A step logger: a live status line plus one line per step on a terminal, silent elsewhere."""
+    if not interactive():
+        yield lambda _msg: None
+        return
+    with err_console().status(title) as status:
+
+        def step(msg: str) -> None:
+            err_console().print(f"  {msg}")
+            status.update(f"{title}: {msg}")
+
+        yield step

@@ -1,0 +1,65 @@
+"""`sisu worker`: run a worker process in the foreground."""
+
+from __future__ import annotations
+
+import typer
+
+
+def worker(
+    admin_port: int = typer.Option(
+        None,
+        "--admin-port",
+        help="Port of the worker's GET /healthz (env ADMIN_PORT, default 3002; 0 = any free).",
+        show_default=False,
+    ),
+    admin_host: str = typer.Option("127.0.0.1", "--admin-host", help="Address the admin port binds."),
+    concurrency: int = typer.Option(
+        None, "--concurrency", min=1, help="Most intent runs this worker executes at once."
+    ),
+    executor_id: str = typer.Option(
+        None,
+        "--executor-id",
+        help="DBOS executor id: keep it stable across restarts of this worker and unique per "
+        "worker (default: HOST-ADMINPORT).",
+    ),
+    app_version: str = typer.Option(
+        None,
+        "--app-version",
+        help="Application version served (env SISU_APP_VERSION, else DBOS__APPVERSION, else v1).",
+    ),
+    queue: list[str] = typer.Option(
+        None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
+    ),
+) -> None:
+    """Run a worker: executes queued workflows, heartbeats, recovers its own work after a crash.
+
+    Stops cleanly on SIGTERM or Ctrl-C; anything in flight resumes from its last checkpoint when
+    a worker with the same executor id starts again."""
+    import uuid
+
+    from sisu import engine
+    from sisu.cli._settings import database_url, settings
+    from sisu.cli._output import info
+    from sisu.worker import process
+
+    s = settings()
+    port = s.admin_port if admin_port is None else admin_port
+    if executor_id is None:
+        if port == 0:
+            executor_id = f"{process.socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+            info(f"note: --admin-port 0 without --executor-id: using {executor_id}, which will "
+                 "not be the same after a restart")
+        else:
+            executor_id = process.default_executor_id(port)
+    opts = process.WorkerOptions(
+        url=database_url(s),
+        app_version=app_version or s.app_version,
+        executor_id=executor_id,
+        admin_host=admin_host,
+        admin_port=port,
+        concurrency=concurrency,
+        queues=tuple(queue) if queue else (engine.INTENT_QUEUE,),
+        heartbeat_seconds=s.heartbeat_seconds,
+        dead_after_seconds=s.worker_dead_after_seconds,
+    )
+    raise typer.Exit(process.run(opts))

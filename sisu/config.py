@@ -1,0 +1,50 @@
+"""Settings from flags, the environment (`SISU_*` plus the seed's `PORT`, `ADMIN_PORT`,
+`DBOS__APPVERSION`) and defaults, in that order of precedence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_APP_VERSION = "v1"
+
+
+def default_home() -> Path:
+    return Path(platformdirs.user_data_dir("sisu", appauthor=False))
+
+
+class Settings(BaseSettings):
+    """Everything sisu reads from its environment. Flags override these per command."""
+
+    model_config = SettingsConfigDict(env_prefix="SISU_", extra="ignore", populate_by_name=True)
+
+    home: Path = Field(default_factory=default_home, description="SISU_HOME: state directory")
+    database_url: str | None = Field(
+        default=None, description="SISU_DATABASE_URL: an external PostgreSQL; unset = embedded"
+    )
+    app_version: str = Field(
+        default=DEFAULT_APP_VERSION,
+        validation_alias=AliasChoices("SISU_APP_VERSION", "DBOS__APPVERSION"),
+    )
+    port: int = Field(default=3001, validation_alias=AliasChoices("SISU_PORT", "PORT"))
+    admin_port: int = Field(
+        default=3002, validation_alias=AliasChoices("SISU_ADMIN_PORT", "ADMIN_PORT")
+    )
+    # How long a worker heartbeat may be silent before the worker counts as dead.
+    heartbeat_seconds: float = 2.0
+    worker_dead_after_seconds: float = 10.0
+
+    @property
+    def embedded(self) -> bool:
+        return not self.database_url
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+
+def load_settings() -> Settings:
+    return Settings()

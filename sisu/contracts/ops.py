@@ -1,0 +1,40 @@
+"""Operator command results: `sisu db status`, `sisu crashdemo`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from sisu.contracts.base import Contract
+
+
+class SchemaState(Contract):
+    current: str | None
+    latest: str | None
+    pending: list[str]
+
+
+class DbStatus(Contract):
+    mode: Literal["embedded", "external"]
+    running: bool
+    url: str | None
+    server_version: str | None
+    data_dir: str | None
+    app_schema: SchemaState | None
+    dbos_schema_version: int | None
+
+
+class MarkCounts(Contract):
+    s1: int
+    s2: int
+
+
+class CrashDemoResult(Contract):
+    ok: bool
+    workflow_id: str
+    status: str | None
+    marks: MarkCounts
+    killed_pid: int
+    resumed_pid: int
+    killed_at: datetime
+    elapsed_seconds: float

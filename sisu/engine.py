@@ -1,0 +1,53 @@
+"""DBOS wiring shared by workers and by callers that only enqueue or read: the application
+name, schema and queue names, the DBOS config, and the client. Importing this module is cheap;
+DBOS itself is imported only inside the functions that need it."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sisu.db.url import sqlalchemy_url
+
+if TYPE_CHECKING:
+    from dbos import DBOSClient
+
+APP_NAME = "sisu"
+DBOS_SCHEMA = "dbos"
+# Intent runs (RunIntentWF) and drill workflows (CrashDemoWF) live on separate queues so that a
+# drill's own worker, and only it, picks up the drill's workflow.
+INTENT_QUEUE = "sisu-intents"
+DRILL_QUEUE = "sisu-drills"
+# DBOS polls each queue; its 1 s default alone caps enqueue-to-start latency.
+QUEUE_POLL_SECONDS = 0.05
+
+
+def quiet_dbos_logs(level: int = logging.WARNING) -> None:
+    logging.getLogger("dbos").setLevel(level)
+
+
+def dbos_config(
+    url: str, *, app_version: str, executor_id: str, log_level: str = "WARNING"
+) -> dict[str, Any]:
+    return {
+        "name": APP_NAME,
+        "system_database_url": sqlalchemy_url(url),
+        "dbos_system_schema": DBOS_SCHEMA,
+        "application_version": app_version,
+        "executor_id": executor_id,
+        "log_level": log_level,
+        "sys_db_pool_size": 20,
+    }
+
+
+def client(url: str) -> DBOSClient:
+    """A DBOS client: enqueues and reads workflows without importing any workflow code."""
+    quiet_dbos_logs()
+    from dbos import DBOSClient
+
+    return DBOSClient(
+        system_database_url=sqlalchemy_url(url),
+        dbos_system_schema=DBOS_SCHEMA,
+        application_name=APP_NAME,
+        retry_connection_errors=False,
+    )

@@ -1,0 +1,98 @@
+"""The one error hierarchy: every failure an operator can see has a code, an HTTP status and an
+exit code, so the CLI and the api-shim report it the same way."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SisuError(Exception):
+    """Something went wrong inside sisu."""
+
+    code: ClassVar[str] = "internal_error"
+    http_status: ClassVar[int] = 500
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str | None = None, *, details: Any = None) -> None:
+        self.message = message or (self.__doc__ or self.code).strip()
+        self.details = details
+        super().__init__(self.message)
+
+    def envelope(self) -> dict[str, Any]:
+        """The machine-readable error, the same for HTTP bodies and `--json` output."""
+        return {"error": self.code, "message": self.message, "details": self.details}
+
+
+class ValidationFailed(SisuError):
+    """The input does not match the contract."""
+
+    code = "validation_error"
+    http_status = 400
+    exit_code = 2
+
+
+class ConfirmationRequired(SisuError):
+    """This command destroys data; pass --yes to confirm."""
+
+    code = "confirmation_required"
+    http_status = 400
+    exit_code = 2
+
+
+class NotFound(SisuError):
+    """No such object."""
+
+    code = "not_found"
+    http_status = 404
+    exit_code = 4
+
+
+class InvalidState(SisuError):
+    """The object is not in a state that allows this operation."""
+
+    code = "invalid_state"
+    http_status = 409
+    exit_code = 5
+
+
+class DatabaseUnavailable(SisuError):
+    """The database cannot be reached."""
+
+    code = "db_unavailable"
+    http_status = 503
+    exit_code = 3
+
+
+class EmbeddedServerError(SisuError):
+    """The embedded PostgreSQL server could not be started or stopped."""
+
+    code = "embedded_server_error"
+    exit_code = 3
+
+
+class MigrationError(SisuError):
+    """A schema migration failed; nothing of that migration was applied."""
+
+    code = "migration_failed"
+    exit_code = 3
+
+
+class ToolMissing(SisuError):
+    """A required external tool is not installed."""
+
+    code = "tool_missing"
+    exit_code = 6
+
+
+class DrillFailed(SisuError):
+    """A drill finished but its oracles did not hold."""
+
+    code = "drill_failed"
+    exit_code = 1
+
+
+class WorkerFailed(SisuError):
+    """A worker process could not be started or died unexpectedly."""
+
+    code = "worker_failed"
+    exit_code = 1

@@ -1,0 +1,1 @@
+"""The worker process: launches DBOS, serves queues, heartbeats, answers its admin endpoint."""

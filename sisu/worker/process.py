@@ -1,0 +1,124 @@
+"""`sisu worker`: one DBOS executor with a stable executor id, its heartbeat and admin endpoint.
+
+A worker killed -9 and started again with the same executor id and app version recovers its own
+pending workflows (DBOS recovery is per executor id), which is why the id must be stable across
+restarts and unique per worker — never DBOS's shared default "local"."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from sisu import engine
+from sisu.db import migrations
+from sisu.errors import ValidationFailed
+from sisu.worker import admin, heartbeat
+
+log = logging.getLogger("sisu.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    url: str
+    app_version: str
+    executor_id: str
+    admin_host: str
+    admin_port: int
+    concurrency: int | None
+    queues: tuple[str, ...]
+    heartbeat_seconds: float
+    dead_after_seconds: float
+
+
+def default_executor_id(admin_port: int) -> str:
+    """Stable across restarts (same host, same admin port) and unique per live worker (two
+    workers cannot share an admin port on one host)."""
+    return f"{socket.gethostname()}-{admin_port}"
+
+
+def run(opts: WorkerOptions) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code."""
+    if opts.executor_id == "local":
+        raise ValidationFailed(
+            "executor id 'local' is DBOS's shared default; every worker needs its own id"
+        )
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
+    )
+    engine.quiet_dbos_logs()
+    migrations.ensure(opts.url)
+
+    me = heartbeat.WorkerIdentity(
+        executor_id=opts.executor_id,
+        app_version=opts.app_version,
+        queues=list(opts.queues),
+        concurrency=opts.concurrency,
+    )
+    stop = threading.Event()
+    launched = threading.Event()
+
+    def health() -> dict[str, Any]:
+        return {
+            "ok": launched.is_set() and not stop.is_set(),
+            "executorId": opts.executor_id,
+            "appVersion": opts.app_version,
+            "queues": list(opts.queues),
+            "pid": me.pid,
+        }
+
+    admin_server = admin.serve(opts.admin_host, opts.admin_port, health)
+    me.admin_port = admin_server.server_port
+    heartbeat.claim(opts.url, me, opts.dead_after_seconds)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    from dbos import DBOS
+
+    import sisu.workflow.registry  # noqa: F401  (registers the workflows with DBOS)
+    from sisu.workflow.steps import datasource
+
+    DBOS(
+        config=engine.dbos_config(  # type: ignore[arg-type]
+            opts.url, app_version=opts.app_version, executor_id=opts.executor_id
+        )
+    )
+    datasource.bind(opts.url)
+    DBOS.listen_queues(list(opts.queues))
+    DBOS.launch()
+    for name in opts.queues:
+        DBOS.register_queue(
+            name,
+            worker_concurrency=opts.concurrency if name == engine.INTENT_QUEUE else None,
+            polling_interval_sec=engine.QUEUE_POLL_SECONDS,
+            on_conflict="always_update",
+        )
+    beat = heartbeat.Heartbeat(opts.url, me, opts.heartbeat_seconds)
+    beat.start()
+    launched.set()
+    log.info(
+        "worker %s ready: pid %d, app version %s, queues %s, admin http://%s:%d/healthz",
+        opts.executor_id,
+        me.pid,
+        opts.app_version,
+        ",".join(opts.queues),
+        opts.admin_host,
+        me.admin_port,
+    )
+
+    stop.wait()
+    log.info("worker %s stopping", opts.executor_id)
+    beat.stop()
+    admin_server.shutdown()
+    DBOS.destroy()
+    logging.shutdown()
+    sys.stderr.flush()
+    # Workflow threads still inside a durable sleep would keep the interpreter alive; whatever is
+    # in flight is recovered from its last checkpoint when a worker with this id starts again.
+    os._exit(0)

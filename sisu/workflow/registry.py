@@ -1,0 +1,7 @@
+"""Imports every workflow so that DBOS registers it; the worker imports this, nothing else does."""
+
+from __future__ import annotations
+
+from sisu.workflow.wf import crashdemo
+
+WORKFLOWS = {crashdemo.NAME: crashdemo.crash_demo_wf}

@@ -1,0 +1,1 @@
+"""Steps: every clock, file, network and database access of a workflow happens here."""

@@ -1,0 +1,51 @@
+"""Exactly-once writes: a step's writes to sisu's tables commit in the same transaction as the
+step's DBOS checkpoint (a DBOS datasource transaction), so a crash at any instant either keeps
+both or neither, and a re-executed step replays the recorded result instead of writing again."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+import psycopg
+from psycopg.rows import dict_row
+
+from sisu.db.url import sqlalchemy_url
+
+if TYPE_CHECKING:
+    from dbos import SQLAlchemyDatasource
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_datasource: SQLAlchemyDatasource | None = None
+
+
+def bind(url: str) -> None:
+    """Create the process's datasource; the worker calls this before `DBOS.launch()`."""
+    global _datasource
+    from dbos import SQLAlchemyDatasource
+
+    from sisu.engine import DBOS_SCHEMA
+
+    _datasource = SQLAlchemyDatasource.create(
+        sqlalchemy_url(url),
+        engine_kwargs={"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True},
+        schema=DBOS_SCHEMA,
+    )
+
+
+def run(name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run `func` as the datasource step `name`; its writes and the checkpoint commit together."""
+    if _datasource is None:
+        raise RuntimeError("datasource not bound: call sisu.workflow.steps.datasource.bind(url)")
+    return _datasource.run_tx_step({"name": name}, func, *args, **kwargs)
+
+
+def connection() -> psycopg.Connection[Any]:
+    """The psycopg connection of the current datasource transaction, for `sql/queries.sql`."""
+    assert _datasource is not None
+    driver_conn = _datasource.sql_session().connection().connection.driver_connection
+    assert isinstance(driver_conn, psycopg.Connection)
+    driver_conn.row_factory = dict_row  # type: ignore[assignment]
+    return driver_conn

@@ -1,0 +1,1 @@
+"""Pure workflows: control flow only (checked by `sisu policy check`)."""
