@@ -29,10 +29,16 @@ class Settings(BaseSettings):
         default=DEFAULT_APP_VERSION,
         validation_alias=AliasChoices("SISU_APP_VERSION", "DBOS__APPVERSION"),
     )
+    api_token: str | None = Field(
+        default=None, description="SISU_API_TOKEN: bearer token the api-shim requires"
+    )
     port: int = Field(default=3001, validation_alias=AliasChoices("SISU_PORT", "PORT"))
     admin_port: int = Field(
         default=3002, validation_alias=AliasChoices("SISU_ADMIN_PORT", "ADMIN_PORT")
     )
+    # Attempts per step before a run needs repair, and the first retry's delay (doubling).
+    step_max_attempts: int = Field(default=3, ge=1, le=20)
+    step_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0

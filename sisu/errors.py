@@ -96,3 +96,10 @@ class WorkerFailed(SisuError):
 
     code = "worker_failed"
     exit_code = 1
+
+
+class TimedOut(SisuError):
+    """Gave up waiting."""
+
+    code = "timed_out"
+    exit_code = 124

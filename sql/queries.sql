@@ -62,3 +62,92 @@ FROM app.workers
 WHERE stopped_at IS NULL
   AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
 ORDER BY executor_id;
+
+-- name: insert_intent
+INSERT INTO app.intents (id, goal, inputs, constraints, connectors)
+VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s);
+
+-- name: lock_intent
+SELECT id FROM app.intents WHERE id = %(id)s FOR UPDATE;
+
+-- name: get_intent
+SELECT id, goal, inputs, constraints, connectors, created_at
+FROM app.intents WHERE id = %(id)s;
+
+-- name: insert_run
+INSERT INTO app.runs (id, status, trace_id, lane, priority, queue_name, app_version)
+VALUES (%(id)s, 'queued', %(trace_id)s, %(lane)s, %(priority)s, %(queue_name)s, %(app_version)s);
+
+-- name: get_run
+SELECT id, status, next_action, last_step, error, retry_count, trace_id, lane, priority,
+       queue_name, app_version, created_at, updated_at
+FROM app.runs WHERE id = %(id)s;
+
+-- name: list_runs
+SELECT id, status, next_action, last_step, retry_count, trace_id, created_at, updated_at
+FROM app.runs
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, id
+LIMIT %(limit)s;
+
+-- name: run_steps
+SELECT step_id, attempt, phase, output, error, started_at, finished_at
+FROM app.run_steps
+WHERE run_id = %(run_id)s
+ORDER BY array_position(ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST'], step_id),
+         attempt;
+
+-- name: run_artifacts
+SELECT step_id, idx, kind, uri, inline, sha256
+FROM app.artifacts
+WHERE run_id = %(run_id)s
+ORDER BY array_position(ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST'], step_id),
+         idx;
+
+-- name: next_attempt
+SELECT coalesce(max(attempt), 0) + 1 AS attempt
+FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: insert_step_attempt
+INSERT INTO app.run_steps (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
+VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, %(started_at)s,
+        clock_timestamp());
+
+-- name: step_progress
+-- A completed step moves the run forward; the last step finishes it.
+UPDATE app.runs
+SET status = %(status)s, last_step = %(step_id)s, next_action = NULL, error = NULL,
+    updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: run_finished_badly
+UPDATE app.runs
+SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
+    updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: insert_opencode_call
+INSERT INTO app.opencode_calls (run_id, step_id, request, response)
+VALUES (%(run_id)s, %(step_id)s, %(request)s, %(response)s);
+
+-- name: insert_artifact
+INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
+VALUES (%(run_id)s, %(step_id)s, %(idx)s, %(kind)s, %(uri)s, %(inline)s, %(sha256)s);
+
+-- name: receipt_lookup
+SELECT receipt_key, seen_count FROM app.mock_receipts WHERE receipt_key = %(receipt_key)s;
+
+-- name: receipt_deliver
+-- The mock outside system receiving a delivery: a repeat of a key it has seen counts as seen again.
+INSERT INTO app.mock_receipts (receipt_key, run_id, step_id, task_key, payload_hash)
+VALUES (%(receipt_key)s, %(run_id)s, %(step_id)s, %(task_key)s, %(payload_hash)s)
+ON CONFLICT (receipt_key) DO UPDATE
+SET seen_count = app.mock_receipts.seen_count + 1,
+    attempts = app.mock_receipts.attempts + 1,
+    last_seen_at = now()
+RETURNING receipt_key, seen_count;
+
+-- name: table_counts
+SELECT (SELECT count(*) FROM app.intents)::int AS intents,
+       (SELECT count(*) FROM app.runs)::int AS runs,
+       (SELECT count(*) FROM dbos.workflow_status)::int AS workflows;

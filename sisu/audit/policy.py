@@ -94,12 +94,11 @@ def check_workflow_file(path: Path, root: Path, shown: str) -> list[Violation]:
     package = _package_of(path, root)
     found: list[Violation] = []
     for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
         for module in _imported_modules(node, package):
             for prefix, reason in FORBIDDEN_MODULES.items():
                 if _matches(module, prefix):
-                    found.append(
-                        Violation(shown, node.lineno, "wf-impure-import", f"{module} ({reason})")
-                    )
+                    found.append(Violation(shown, line, "wf-impure-import", f"{module} ({reason})"))
                     break
         if (
             isinstance(node, ast.Call)
@@ -129,7 +128,7 @@ def check_api_file(path: Path, root: Path, shown: str) -> list[Violation]:
             found.append(
                 Violation(
                     shown,
-                    node.lineno,
+                    getattr(node, "lineno", 0),
                     "api-imports-workflow",
                     f"{modules[0]} (the api-shim never executes workflow code)",
                 )

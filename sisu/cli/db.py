@@ -43,7 +43,9 @@ def down() -> None:
         _output.info("SISU_DATABASE_URL is set: an external database is not sisu's to stop")
         return
     stopped = embedded.stop(s.home)
-    _output.info("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+    _output.info(
+        "embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running"
+    )
 
 
 @app.command()

@@ -27,14 +27,10 @@ def check(
     root = path or Path(__file__).resolve().parents[1]
     violations = policy.check(root)
     if json:
-        _output.emit_obj(
-            {"ok": not violations, "violations": [v.as_dict() for v in violations]}
-        )
+        _output.emit_obj({"ok": not violations, "violations": [v.as_dict() for v in violations]})
     else:
         for v in violations:
             _output.data(str(v))
-        _output.info(
-            f"policy: {len(violations)} violation(s)" if violations else "policy: ok"
-        )
+        _output.info(f"policy: {len(violations)} violation(s)" if violations else "policy: ok")
     if violations:
         raise typer.Exit(1)

@@ -12,7 +12,9 @@ def worker(
         help="Port of the worker's GET /healthz (env ADMIN_PORT, default 3002; 0 = any free).",
         show_default=False,
     ),
-    admin_host: str = typer.Option("127.0.0.1", "--admin-host", help="Address the admin port binds."),
+    admin_host: str = typer.Option(
+        "127.0.0.1", "--admin-host", help="Address the admin port binds."
+    ),
     concurrency: int = typer.Option(
         None, "--concurrency", min=1, help="Most intent runs this worker executes at once."
     ),
@@ -38,8 +40,8 @@ def worker(
     import uuid
 
     from sisu import engine
-    from sisu.cli._settings import database_url, settings
     from sisu.cli._output import info
+    from sisu.cli._settings import database_url, settings
     from sisu.worker import process
 
     s = settings()
@@ -47,8 +49,10 @@ def worker(
     if executor_id is None:
         if port == 0:
             executor_id = f"{process.socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-            info(f"note: --admin-port 0 without --executor-id: using {executor_id}, which will "
-                 "not be the same after a restart")
+            info(
+                f"note: --admin-port 0 without --executor-id: using {executor_id}, which will "
+                "not be the same after a restart"
+            )
         else:
             executor_id = process.default_executor_id(port)
     opts = process.WorkerOptions(
@@ -59,6 +63,7 @@ def worker(
         admin_port=port,
         concurrency=concurrency,
         queues=tuple(queue) if queue else (engine.INTENT_QUEUE,),
+        home=s.home,
         heartbeat_seconds=s.heartbeat_seconds,
         dead_after_seconds=s.worker_dead_after_seconds,
     )

@@ -32,9 +32,7 @@ def connect(url: str, *, autocommit: bool = False) -> Iterator[psycopg.Connectio
             application_name="sisu",
         )
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(
-            f"cannot connect to {redact(url)}: {_first_line(exc)}"
-        ) from exc
+        raise DatabaseUnavailable(f"cannot connect to {redact(url)}: {_first_line(exc)}") from exc
     try:
         with conn:
             yield conn

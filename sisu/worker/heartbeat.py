@@ -46,9 +46,7 @@ def claim(url: str, me: WorkerIdentity, dead_after_seconds: float) -> None:
         row = conn.execute(q("worker_claim_check"), {"executor_id": me.executor_id}).fetchone()
         if row and row["stopped_at"] is None and row["pid"] != me.pid:
             same_host = row["host"] == me.host
-            alive = (
-                _pid_alive(row["pid"]) if same_host else row["age_seconds"] < dead_after_seconds
-            )
+            alive = _pid_alive(row["pid"]) if same_host else row["age_seconds"] < dead_after_seconds
             if alive:
                 raise WorkerFailed(
                     f"executor id {me.executor_id!r} is held by a live worker "

@@ -13,6 +13,7 @@ import socket
 import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sisu import engine
@@ -32,6 +33,7 @@ class WorkerOptions:
     admin_port: int
     concurrency: int | None
     queues: tuple[str, ...]
+    home: Path
     heartbeat_seconds: float
     dead_after_seconds: float
 
@@ -82,7 +84,9 @@ def run(opts: WorkerOptions) -> int:
     from dbos import DBOS
 
     import sisu.workflow.registry  # noqa: F401  (registers the workflows with DBOS)
-    from sisu.workflow.steps import datasource
+    from sisu.workflow.steps import datasource, runtime
+
+    runtime.configure(opts.home)
 
     DBOS(
         config=engine.dbos_config(  # type: ignore[arg-type]

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from sisu.workflow.wf import crashdemo
+from sisu.workflow.wf import crashdemo, intent
 
-WORKFLOWS = {crashdemo.NAME: crashdemo.crash_demo_wf}
+WORKFLOWS = {crashdemo.NAME: crashdemo.crash_demo_wf, intent.NAME: intent.run_intent_wf}

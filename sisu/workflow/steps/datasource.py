@@ -4,7 +4,8 @@ both or neither, and a re-executed step replays the recorded result instead of w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import psycopg
@@ -47,5 +48,17 @@ def connection() -> psycopg.Connection[Any]:
     assert _datasource is not None
     driver_conn = _datasource.sql_session().connection().connection.driver_connection
     assert isinstance(driver_conn, psycopg.Connection)
-    driver_conn.row_factory = dict_row  # type: ignore[assignment]
+    driver_conn.row_factory = dict_row
     return driver_conn
+
+
+@contextmanager
+def outside_transaction() -> Iterator[psycopg.Connection[Any]]:
+    """A connection in a transaction of its own, committed at exit — for writes that must not
+    roll back with the step (failed-attempt records, the mock outside system)."""
+    assert _datasource is not None
+    with _datasource.engine.begin() as conn:
+        driver_conn = conn.connection.driver_connection
+        assert isinstance(driver_conn, psycopg.Connection)
+        driver_conn.row_factory = dict_row
+        yield driver_conn

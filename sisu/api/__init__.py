@@ -1,0 +1,1 @@
+"""The api-shim: validates, writes intent and run rows, enqueues. Never imports sisu.workflow."""

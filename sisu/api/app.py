@@ -1,0 +1,112 @@
+"""FastAPI routes of the api-shim. Routes only: every decision is in `sisu.service`."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sisu import __version__
+from sisu.config import Settings
+from sisu.contracts.runs import (
+    IntentCreate,
+    IntentCreated,
+    RunRequest,
+    RunStarted,
+    RunSummary,
+    RunView,
+)
+from sisu.errors import SisuError
+from sisu.service import health, intents, views
+from sisu.service.backend import Backend
+
+
+def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": code, "message": message, "details": details}
+    )
+
+
+def _validation_details(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
+    """('invalid_json' | 'validation_error', field details) from FastAPI's error list."""
+    details = []
+    code = "validation_error"
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            code = "invalid_json"
+            details.append({"field": None, "type": "json_invalid", "message": err.get("msg")})
+            continue
+        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
+        details.append(
+            {"field": ".".join(loc) or None, "type": err.get("type"), "message": err.get("msg")}
+        )
+    return code, details
+
+
+def create_app(backend: Backend, settings: Settings, *, api_token: str | None = None) -> FastAPI:
+    app = FastAPI(
+        title="sisu api-shim",
+        version=__version__,
+        description="Submit intents, trigger their durable runs, read run state.",
+    )
+
+    @app.exception_handler(SisuError)
+    async def sisu_error(_: Request, exc: SisuError) -> JSONResponse:
+        return JSONResponse(status_code=exc.http_status, content=exc.envelope())
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        code, details = _validation_details(exc)
+        message = "request body is not valid JSON" if code == "invalid_json" else "invalid request"
+        return _error(400, code, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    if api_token:
+
+        @app.middleware("http")
+        async def require_token(
+            request: Request, call_next: Callable[[Request], Awaitable[Response]]
+        ) -> Response:
+            given = request.headers.get("authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {api_token}".encode()):
+                return _error(401, "unauthorized", "missing or wrong bearer token")
+            return await call_next(request)
+
+    @app.get("/healthz")
+    def healthz() -> JSONResponse:
+        ok, body = health.health(backend, settings.worker_dead_after_seconds)
+        return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    @app.post("/intents", status_code=201, response_model=IntentCreated)
+    def create_intent(body: IntentCreate) -> Response:
+        created = intents.create_intent(backend, body)
+        return Response(created.to_json(), status_code=201, media_type="application/json")
+
+    @app.post("/intents/{intent_id}/run", status_code=202, response_model=RunStarted)
+    def run_intent(intent_id: str, body: Annotated[RunRequest | None, Body()] = None) -> Response:
+        started = intents.start_run(backend, intent_id, body or RunRequest())
+        return Response(started.to_json(), status_code=202, media_type="application/json")
+
+    @app.get("/runs/{run_id}", response_model=RunView)
+    def get_run(run_id: str) -> Response:
+        return Response(views.get_run(backend, run_id).to_json(), media_type="application/json")
+
+    @app.get("/runs", response_model=list[RunSummary])
+    def list_runs(
+        status: Annotated[str | None, Query()] = None,
+        limit: Annotated[int, Query()] = 50,
+    ) -> Response:
+        runs = views.list_runs(backend, status=status, limit=limit)
+        body = "[" + ",".join(r.to_json() for r in runs) + "]"
+        return Response(body, media_type="application/json")
+
+    return app

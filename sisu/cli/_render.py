@@ -1,0 +1,103 @@
+"""Human renderings of run state (rich). `--json` output never comes through here."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from sisu.contracts.runs import RunSummary, RunView
+
+STATUS_STYLE = {
+    "queued": "yellow",
+    "running": "cyan",
+    "waiting_input": "magenta",
+    "succeeded": "green",
+    "failed": "red",
+    "canceled": "dim",
+    "retries_exceeded": "red",
+}
+STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
+
+# Exit codes of commands that wait for a run (`run watch`, `intent run --wait`, `demo`).
+EXIT_SUCCEEDED = 0
+EXIT_NOT_SUCCEEDED = 1
+EXIT_WAITING_INPUT = 10
+
+
+def exit_code_for(status: str) -> int:
+    if status == "succeeded":
+        return EXIT_SUCCEEDED
+    if status == "waiting_input":
+        return EXIT_WAITING_INPUT
+    return EXIT_NOT_SUCCEEDED
+
+
+def status_text(status: str) -> str:
+    return f"[{STATUS_STYLE.get(status, 'white')}]{status}[/]"
+
+
+def _time(value: datetime | None) -> str:
+    return value.strftime("%H:%M:%S.%f")[:-3] if value else "-"
+
+
+def _short(value: Any, width: int = 60) -> str:
+    text = json.dumps(value, separators=(",", ":")) if value is not None else "-"
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def run_view(view: RunView) -> RenderableType:
+    from rich.console import Group
+    from rich.table import Table
+
+    header = (
+        f"run [bold]{view.run_id}[/]  {status_text(view.status)}"
+        + (f"  next: [bold]{view.next_action}[/]" if view.next_action else "")
+        + (f"  trace: {view.trace_id}" if view.trace_id else "")
+        + (f"  retries: {view.retry_count}" if view.retry_count else "")
+    )
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("step", "attempt", "phase", "started", "finished", "output / error"):
+        table.add_column(col)
+    seen = set()
+    for s in view.steps:
+        seen.add(s.step_id)
+        phase = f"[{'green' if s.phase == 'succeeded' else 'red'}]{s.phase}[/]"
+        detail = _short(s.error if s.error is not None else s.output)
+        table.add_row(
+            s.step_id, str(s.attempt), phase, _time(s.started_at), _time(s.finished_at), detail
+        )
+    current = view.status == "running"
+    for step_id in STEP_IDS:
+        if step_id not in seen:
+            label = "[cyan]running…[/]" if current else "[dim]pending[/]"
+            table.add_row(step_id, "-", label, "-", "-", "")
+            current = False
+    parts: list[RenderableType] = [header, table]
+    if view.artifacts:
+        parts.append(
+            "artifacts: "
+            + ", ".join(f"{a.step_id}/{a.kind}#{a.idx} {a.sha256[:12]}" for a in view.artifacts)
+        )
+    return Group(*parts)
+
+
+def run_list(runs: list[RunSummary]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("run", "status", "last step", "next", "trace", "created"):
+        table.add_column(col)
+    for r in runs:
+        table.add_row(
+            r.run_id,
+            status_text(r.status),
+            r.last_step or "-",
+            r.next_action or "-",
+            r.trace_id or "-",
+            r.created_at.isoformat(timespec="seconds"),
+        )
+    return table

@@ -1,0 +1,125 @@
+"""`sisu intent`: create intents and run them — straight on the database, no HTTP server."""
+
+from __future__ import annotations
+
+import json as jsonlib
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from sisu.cli import _output
+
+app = typer.Typer(help="Create intents and start their runs.", no_args_is_help=True)
+
+JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
+
+
+def parse_json_arg(value: str | None, name: str) -> dict[str, Any]:
+    """`--inputs '{"a":1}'` or `--inputs @file.json`: an object, or a validation_error."""
+    from sisu.errors import ValidationFailed
+
+    if value is None:
+        return {}
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise ValidationFailed(
+                f"--{name}: cannot read {value[1:]}: {exc.strerror}", details=[{"field": name}]
+            ) from exc
+    try:
+        parsed = jsonlib.loads(text)
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"--{name} is not valid JSON: {exc}", details=[{"field": name}]
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise ValidationFailed(f"--{name} must be a JSON object", details=[{"field": name}])
+    return parsed
+
+
+def validate(model: type[Any], data: dict[str, Any]) -> Any:
+    """Validate against a contract; pydantic errors become a validation_error with field details."""
+    from pydantic import ValidationError
+
+    from sisu.errors import ValidationFailed
+
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
+            for e in exc.errors()
+        ]
+        raise ValidationFailed("invalid request", details=details) from exc
+
+
+@app.command()
+def create(
+    goal: str = typer.Option(..., "--goal", help="What the intent should achieve."),
+    inputs: str = typer.Option(None, "--inputs", help="Inputs: a JSON object, or @file."),
+    constraints: str = typer.Option(
+        None, "--constraints", help="Constraints: a JSON object, or @file."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Create an intent; prints its id (or {intentId} with --json)."""
+    from sisu.cli._backend import backend
+    from sisu.contracts.runs import IntentCreate
+    from sisu.service import intents
+
+    _output.use_json(json)
+    request = validate(
+        IntentCreate,
+        {
+            "goal": goal,
+            "inputs": parse_json_arg(inputs, "inputs"),
+            "constraints": parse_json_arg(constraints, "constraints"),
+        },
+    )
+    with backend() as b:
+        created = intents.create_intent(b, request)
+    if json:
+        _output.emit(created)
+    else:
+        _output.data(created.intent_id)
+
+
+@app.command()
+def run(
+    intent_id: str = typer.Argument(..., help="The intent to run."),
+    trace_id: str = typer.Option(None, "--trace-id", help="A trace id to stamp on the run."),
+    wait: bool = typer.Option(
+        False,
+        "--wait",
+        help="Wait until the run succeeds, fails or waits for input. Exit 0 succeeded, "
+        "10 waiting_input, 1 otherwise, 124 on --timeout.",
+    ),
+    timeout: float = typer.Option(
+        None, "--timeout", min=0, help="With --wait: give up after this many seconds."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Start the intent's run (its one durable workflow; runId = intentId). Running an intent
+    again returns its existing run."""
+    from sisu.cli import _render
+    from sisu.cli._backend import backend
+    from sisu.contracts.runs import RunRequest
+    from sisu.service import intents, views
+
+    _output.use_json(json)
+    request = validate(RunRequest, {"trace_id": trace_id})
+    with backend() as b:
+        started = intents.start_run(b, intent_id, request)
+        if wait:
+            final = views.wait_until_settled(b, started.run_id, timeout=timeout)
+            started = started.model_copy(update={"status": final.status})
+    if json:
+        _output.emit(started)
+    else:
+        _output.data(started.run_id)
+        _output.info(f"run {started.run_id}: {_render.status_text(started.status)}")
+    if wait:
+        raise typer.Exit(_render.exit_code_for(started.status))

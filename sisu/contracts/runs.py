@@ -1,0 +1,98 @@
+"""Intents and runs on the wire: the HTTP bodies and the CLI's `--json` output are these models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from sisu.contracts.base import Contract
+
+RunStatus = Literal[
+    "queued", "running", "waiting_input", "succeeded", "failed", "canceled", "retries_exceeded"
+]
+RUN_STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "retries_exceeded"})
+NextAction = Literal["REPAIR", "INPUT"]
+STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
+
+
+class IntentCreate(Contract):
+    """POST /intents"""
+
+    goal: str = Field(min_length=1, max_length=4000)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    connectors: list[Any] = Field(default_factory=list)
+
+
+class IntentCreated(Contract):
+    intent_id: str
+
+
+class RunRequest(Contract):
+    """POST /intents/{id}/run"""
+
+    trace_id: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class RunStarted(Contract):
+    run_id: str
+    workflow_id: str
+    intent_id: str
+    status: RunStatus
+
+
+class StepView(Contract):
+    step_id: str
+    attempt: int
+    phase: str
+    output: Any
+    error: Any
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ArtifactView(Contract):
+    step_id: str
+    idx: int
+    kind: str
+    uri: str | None
+    inline: Any
+    sha256: str
+
+
+class RunView(Contract):
+    """The full state of one run; the key order is part of the contract."""
+
+    run_id: str
+    intent_id: str
+    workflow_id: str
+    status: RunStatus
+    next_action: NextAction | None
+    last_step: str | None
+    retry_count: int
+    trace_id: str | None
+    steps: list[StepView]
+    artifacts: list[ArtifactView]
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunSummary(Contract):
+    run_id: str
+    intent_id: str
+    status: RunStatus
+    next_action: NextAction | None
+    last_step: str | None
+    retry_count: int
+    trace_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ErrorBody(Contract):
+    error: str
+    message: str
+    details: Any = None

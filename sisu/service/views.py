@@ -1,0 +1,102 @@
+"""Read models: RunView and run listings, built from `app.*` rows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sisu.contracts.runs import (
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    ArtifactView,
+    RunSummary,
+    RunView,
+    StepView,
+)
+from sisu.db.queries import q
+from sisu.errors import NotFound, TimedOut, ValidationFailed
+from sisu.service.backend import Backend
+
+MAX_LIMIT = 1000
+
+
+def get_run(backend: Backend, run_id: str) -> RunView:
+    with backend.read() as cur:
+        cur.execute(q("get_run"), {"id": run_id})
+        run = cur.fetchone()
+        if run is None:
+            raise NotFound(f"run {run_id} not found", details={"runId": run_id})
+        steps = cur.execute(q("run_steps"), {"run_id": run_id}).fetchall()
+        artifacts = cur.execute(q("run_artifacts"), {"run_id": run_id}).fetchall()
+    return RunView(
+        run_id=run["id"],
+        intent_id=run["id"],
+        workflow_id=run["id"],
+        status=run["status"],
+        next_action=run["next_action"],
+        last_step=run["last_step"],
+        retry_count=run["retry_count"],
+        trace_id=run["trace_id"],
+        steps=[StepView(**s) for s in steps],
+        artifacts=[ArtifactView(**a) for a in artifacts],
+        created_at=run["created_at"],
+        updated_at=run["updated_at"],
+    )
+
+
+def list_runs(backend: Backend, *, status: str | None, limit: int) -> list[RunSummary]:
+    if status is not None and status not in RUN_STATUSES:
+        raise ValidationFailed(
+            f"unknown status {status!r}",
+            details=[{"field": "status", "allowed": list(RUN_STATUSES)}],
+        )
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValidationFailed(
+            f"limit must be between 1 and {MAX_LIMIT}", details=[{"field": "limit"}]
+        )
+    with backend.read() as cur:
+        rows: list[dict[str, Any]] = cur.execute(
+            q("list_runs"), {"status": status, "limit": limit}
+        ).fetchall()
+    return [
+        RunSummary(
+            run_id=r["id"],
+            intent_id=r["id"],
+            status=r["status"],
+            next_action=r["next_action"],
+            last_step=r["last_step"],
+            retry_count=r["retry_count"],
+            trace_id=r["trace_id"],
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+        )
+        for r in rows
+    ]
+
+
+SETTLED_STATUSES = TERMINAL_STATUSES | {"waiting_input"}
+
+
+def wait_until_settled(
+    backend: Backend,
+    run_id: str,
+    *,
+    timeout: float | None,
+    on_view: Callable[[RunView], None] = lambda _: None,
+    interval: float = 0.2,
+) -> RunView:
+    """Poll the run until it is terminal or waiting for a human; `on_view` sees every poll.
+    Raises TimedOut when `timeout` seconds pass first."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        view = get_run(backend, run_id)
+        on_view(view)
+        if view.status in SETTLED_STATUSES:
+            return view
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimedOut(
+                f"run {run_id} is still {view.status} after {timeout:g}s",
+                details={"runId": run_id, "status": view.status},
+            )
+        time.sleep(interval)

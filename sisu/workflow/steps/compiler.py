@@ -1,0 +1,55 @@
+"""The built-in compiler: deterministic and offline — the same intent always compiles to the
+same plan, which makes runs reproducible and the compiler-call audit meaningful."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+MAX_TASKS = 100
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+class BuiltinCompiler:
+    name = "builtin"
+
+    def compile(self, request: dict[str, Any]) -> dict[str, Any]:
+        goal: str = request["goal"]
+        inputs: dict[str, Any] = request.get("inputs") or {}
+        plan_id = _digest({"goal": goal, "inputs": inputs})[:16]
+        task_count = inputs.get("tasks", 1)
+        if not isinstance(task_count, int) or not 0 <= task_count <= MAX_TASKS:
+            task_count = 1
+        nodes = [
+            {"id": "n1", "kind": "compute", "label": f"analyse: {goal}"},
+            {"id": "n2", "kind": "decision", "label": "choose the tasks to execute"},
+            {"id": "n3", "kind": "io", "label": "deliver the tasks"},
+        ]
+        plan_doc = "\n".join(
+            [f"# Plan {plan_id}", "", f"Goal: {goal}", ""]
+            + [f"- {n['id']} ({n['kind']}): {n['label']}" for n in nodes]
+        )
+        return {
+            "compiler": self.name,
+            "planId": plan_id,
+            "nodes": nodes,
+            "patch": {
+                "files": [
+                    {"path": "PLAN.md", "content": plan_doc + "\n"},
+                    {
+                        "path": "intent.json",
+                        "content": json.dumps({"goal": goal, "inputs": inputs}, sort_keys=True)
+                        + "\n",
+                    },
+                ]
+            },
+            "tests": [{"name": "plan_has_io_node", "expect": "any(node.kind == 'io')"}],
+            "tasks": [
+                {"taskKey": f"task-{i + 1}", "payload": {"planId": plan_id, "index": i + 1}}
+                for i in range(task_count)
+            ],
+        }

@@ -1,0 +1,224 @@
+"""The four stable steps of RunIntentWF. Each runs as one datasource transaction that writes its
+`app.run_steps` attempt row, moves `app.runs` forward and commits with the step's checkpoint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from sisu.db.queries import q
+from sisu.workflow.steps import datasource, runtime
+from sisu.workflow.steps.errors import StepError
+from sisu.workflow.steps.ports import Delivery
+
+Conn = psycopg.Connection[Any]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> None:
+    with datasource.outside_transaction() as conn:
+        row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
+        assert row is not None
+        conn.execute(
+            q("insert_step_attempt"),
+            {
+                "run_id": run_id,
+                "step_id": step_id,
+                "attempt": row["attempt"],
+                "phase": "failed",
+                "output": None,
+                "error": Jsonb(error),
+                "started_at": started_at,
+            },
+        )
+
+
+def _run_step(
+    run_id: str, step_id: str, body: Callable[[Conn], Any], *, status_after: str = "running"
+) -> Any:
+    started_at = datetime.now(UTC)
+
+    def transaction() -> Any:
+        conn = datasource.connection()
+        output = body(conn)
+        row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
+        assert row is not None
+        conn.execute(
+            q("insert_step_attempt"),
+            {
+                "run_id": run_id,
+                "step_id": step_id,
+                "attempt": row["attempt"],
+                "phase": "succeeded",
+                "output": Jsonb(output),
+                "error": None,
+                "started_at": started_at,
+            },
+        )
+        conn.execute(
+            q("step_progress"), {"run_id": run_id, "step_id": step_id, "status": status_after}
+        )
+        return output
+
+    try:
+        return datasource.run(step_id, transaction)
+    except StepError as exc:
+        _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
+        raise
+    except Exception as exc:
+        error = StepError(f"{type(exc).__name__}: {exc}")
+        _record_failed_attempt(run_id, step_id, started_at, error.as_error(step_id))
+        raise error from exc
+
+
+def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
+    row = conn.execute(q("get_intent"), {"id": run_id}).fetchone()
+    if row is None:
+        raise StepError(f"intent {run_id} not found")
+    return dict(row)
+
+
+def compile_st(run_id: str) -> dict[str, Any]:
+    """CompileST: the intent becomes a plan through the compiler port; the call is recorded."""
+
+    def body(conn: Conn) -> dict[str, Any]:
+        intent = _intent(conn, run_id)
+        request = {
+            "runId": run_id,
+            "goal": intent["goal"],
+            "inputs": intent["inputs"],
+            "constraints": intent["constraints"],
+            "connectors": intent["connectors"],
+        }
+        plan = runtime.get().compiler.compile(request)
+        conn.execute(
+            q("insert_opencode_call"),
+            {
+                "run_id": run_id,
+                "step_id": "CompileST",
+                "request": Jsonb(request),
+                "response": Jsonb(plan),
+            },
+        )
+        return plan
+
+    return dict(_run_step(run_id, "CompileST", body))
+
+
+def _workspace_path(root: Path, relative: str) -> Path:
+    rel = PurePosixPath(relative)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise StepError(f"patch path {relative!r} escapes the workspace")
+    return root.joinpath(*rel.parts)
+
+
+def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """ApplyPatchST: write the patch's files into the run's workspace; each is an artifact.
+    Rewriting a file with the same content is harmless, so a replay after a crash is safe."""
+
+    def body(conn: Conn) -> dict[str, Any]:
+        root = runtime.get().workspaces / run_id
+        files = []
+        for idx, item in enumerate(plan["patch"]["files"]):
+            path = _workspace_path(root, item["path"])
+            data = item["content"].encode()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            digest = _sha256(data)
+            conn.execute(
+                q("insert_artifact"),
+                {
+                    "run_id": run_id,
+                    "step_id": "ApplyPatchST",
+                    "idx": idx,
+                    "kind": "file",
+                    "uri": path.as_uri(),
+                    "inline": None,
+                    "sha256": digest,
+                },
+            )
+            files.append({"path": item["path"], "sha256": digest})
+        return {"workspace": str(root), "files": files}
+
+    return dict(_run_step(run_id, "ApplyPatchST", body))
+
+
+def decide_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """DecideST: the decision envelope — which tasks execute."""
+
+    def body(conn: Conn) -> dict[str, Any]:
+        decision = {"approved": True, "planId": plan["planId"], "tasks": plan["tasks"]}
+        conn.execute(
+            q("insert_artifact"),
+            {
+                "run_id": run_id,
+                "step_id": "DecideST",
+                "idx": 0,
+                "kind": "decision",
+                "uri": None,
+                "inline": Jsonb(decision),
+                "sha256": _sha256(_canonical(decision)),
+            },
+        )
+        return decision
+
+    return dict(_run_step(run_id, "DecideST", body))
+
+
+def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
+    """ExecuteST: deliver each task to the outside system through the executor port. Each
+    delivery carries the idempotency key (runId, stepId, taskKey) and is looked up first, so a
+    step re-executed after a crash never delivers twice."""
+
+    def body(conn: Conn) -> dict[str, Any]:
+        inputs = _intent(conn, run_id)["inputs"]
+        sleep_ms = inputs.get("sleepMs", 0)
+        if isinstance(sleep_ms, int | float) and sleep_ms > 0:
+            time.sleep(sleep_ms / 1000)  # drill knob: hold the step open to be killed in
+        executor = runtime.get().executor
+        receipts = []
+        for task in decision["tasks"]:
+            key = f"{run_id}:ExecuteST:{task['taskKey']}"
+            receipt = executor.lookup(key)
+            delivered = receipt is None
+            if receipt is None:
+                receipt = executor.deliver(
+                    Delivery(
+                        receipt_key=key,
+                        run_id=run_id,
+                        step_id="ExecuteST",
+                        task_key=task["taskKey"],
+                        payload_hash=_sha256(_canonical(task["payload"])),
+                    )
+                )
+            receipts.append({"taskKey": task["taskKey"], "receiptKey": key, "new": delivered})
+        return {"receipts": receipts}
+
+    return dict(_run_step(run_id, "ExecuteST", body, status_after="succeeded"))
+
+
+def finish_run(run_id: str, status: str, next_action: str | None, error: dict[str, Any]) -> None:
+    """Record a run that ended badly (in the same transaction as this bookkeeping step)."""
+
+    def transaction() -> None:
+        datasource.connection().execute(
+            q("run_finished_badly"),
+            {"run_id": run_id, "status": status, "next_action": next_action, "error": Jsonb(error)},
+        )
+
+    datasource.run("FinishRun", transaction)
