@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     # Attempts per step before a run needs repair, and the first retry's delay (doubling).
     step_max_attempts: int = Field(default=3, ge=1, le=20)
     step_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    # Fail-closed caps on a run's declared workload (queue policy).
+    cap_concurrency: int = Field(default=16, ge=1)
+    cap_steps: int = Field(default=64, ge=1)
+    cap_sandbox_minutes: int = Field(default=60, ge=1)
+    # Most intent runs executing at once across all workers (None: no global cap), and per
+    # partition key on the partitioned queue.
+    global_concurrency: int | None = Field(default=None, ge=1)
+    partition_concurrency: int = Field(default=4, ge=1)
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0

@@ -17,6 +17,9 @@ DBOS_SCHEMA = "dbos"
 # Intent runs (RunIntentWF) and drill workflows (CrashDemoWF) live on separate queues so that a
 # drill's own worker, and only it, picks up the drill's workflow.
 INTENT_QUEUE = "sisu-intents"
+# Runs with a partition key (per-tenant fairness) go to a partitioned queue: DBOS dequeues its
+# partitions in turn. DBOS does not deduplicate on partitioned queues.
+PARTITIONED_QUEUE = "sisu-intents-partitioned"
 DRILL_QUEUE = "sisu-drills"
 # DBOS polls each queue; its 1 s default alone caps enqueue-to-start latency.
 QUEUE_POLL_SECONDS = 0.05

@@ -55,6 +55,22 @@ class InvalidState(SisuError):
     exit_code = 5
 
 
+class QueuePolicyViolation(SisuError):
+    """The run asks for more than the queue policy allows."""
+
+    code = "queue_policy_violation"
+    http_status = 400
+    exit_code = 2
+
+
+class DuplicateRun(SisuError):
+    """A run with this deduplication id is already queued or running."""
+
+    code = "duplicate_run"
+    http_status = 409
+    exit_code = 5
+
+
 class DatabaseUnavailable(SisuError):
     """The database cannot be reached."""
 

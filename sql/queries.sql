@@ -84,7 +84,8 @@ SELECT id, status, next_action, last_step, error, retry_count, trace_id, lane, p
 FROM app.runs WHERE id = %(id)s;
 
 -- name: list_runs
-SELECT id, status, next_action, last_step, retry_count, trace_id, created_at, updated_at
+SELECT id, status, next_action, last_step, retry_count, trace_id, lane, priority,
+       created_at, updated_at
 FROM app.runs
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY created_at DESC, id
@@ -151,3 +152,23 @@ RETURNING receipt_key, seen_count;
 SELECT (SELECT count(*) FROM app.intents)::int AS intents,
        (SELECT count(*) FROM app.runs)::int AS runs,
        (SELECT count(*) FROM dbos.workflow_status)::int AS workflows;
+
+-- name: dedupe_holder
+-- DBOS releases a deduplication id when its workflow leaves the queue (ENQUEUED or PENDING).
+SELECT workflow_uuid AS run_id, coalesce(r.status, 'queued') AS status
+FROM dbos.workflow_status w
+LEFT JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.queue_name = %(queue_name)s AND w.deduplication_id = %(deduplication_id)s
+  AND w.status IN ('ENQUEUED', 'PENDING')
+LIMIT 1;
+
+-- name: queue_depth
+SELECT w.queue_name, r.lane, w.queue_partition_key AS partition_key, w.status,
+       count(*)::int AS n,
+       extract(epoch FROM now() - to_timestamp(min(w.created_at) / 1000.0))::float8
+           AS oldest_age_seconds
+FROM dbos.workflow_status w
+LEFT JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.queue_name IS NOT NULL AND w.status IN ('ENQUEUED', 'PENDING')
+GROUP BY w.queue_name, r.lane, w.queue_partition_key, w.status
+ORDER BY w.queue_name, r.lane NULLS LAST, w.queue_partition_key NULLS FIRST, w.status;

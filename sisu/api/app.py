@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sisu import __version__
 from sisu.config import Settings
+from sisu.contracts.base import error_details
 from sisu.contracts.runs import (
     IntentCreate,
     IntentCreated,
@@ -32,20 +33,14 @@ def _error(status: int, code: str, message: str, details: Any = None) -> JSONRes
     )
 
 
-def _validation_details(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    """('invalid_json' | 'validation_error', field details) from FastAPI's error list."""
-    details = []
-    code = "validation_error"
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            code = "invalid_json"
-            details.append({"field": None, "type": "json_invalid", "message": err.get("msg")})
-            continue
-        loc = [str(part) for part in err.get("loc", ()) if part != "body"]
-        details.append(
-            {"field": ".".join(loc) or None, "type": err.get("type"), "message": err.get("msg")}
-        )
-    return code, details
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    """400 invalid_json for a body that is not JSON, 400 validation_error with field details
+    for one that does not match the contract."""
+    errors = list(exc.errors())
+    if any(err.get("type") == "json_invalid" for err in errors):
+        return _error(400, "invalid_json", "request body is not valid JSON")
+    message, details = error_details(errors)
+    return _error(400, "validation_error", message, details)
 
 
 def create_app(backend: Backend, settings: Settings, *, api_token: str | None = None) -> FastAPI:
@@ -61,9 +56,7 @@ def create_app(backend: Backend, settings: Settings, *, api_token: str | None = 
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        code, details = _validation_details(exc)
-        message = "request body is not valid JSON" if code == "invalid_json" else "invalid request"
-        return _error(400, code, message, details)
+        return _validation_error(exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -12,7 +12,7 @@ import click
 import typer
 
 from sisu import __version__
-from sisu.cli import _output, crashdemo, db, demo, intent, policy, run, serve, worker
+from sisu.cli import _output, crashdemo, db, demo, intent, policy, queue, run, serve, worker
 from sisu.errors import SisuError
 
 app = typer.Typer(
@@ -49,6 +49,7 @@ app.add_typer(intent.app, name="intent")
 app.add_typer(run.app, name="run")
 app.command(name="worker")(worker.worker)
 app.command(name="serve")(serve.serve)
+app.add_typer(queue.app, name="queue")
 app.add_typer(db.app, name="db")
 app.command(name="crashdemo")(crashdemo.crashdemo)
 app.add_typer(policy.app, name="policy")

@@ -15,7 +15,6 @@ def demo(
     print the RunView, stop the worker. Uses the embedded database unless SISU_DATABASE_URL."""
     import uuid
 
-    from sisu import engine
     from sisu.cli import _render
     from sisu.cli._settings import database_url, settings
     from sisu.contracts.runs import IntentCreate, RunRequest
@@ -32,7 +31,6 @@ def demo(
         executor_id=executor_id,
         app_version=s.app_version,
         log_path=s.logs_dir / f"{executor_id}.log",
-        queues=(engine.INTENT_QUEUE,),
     ).start()
     backend = Backend.from_settings(url, s, pool_size=2)
     try:

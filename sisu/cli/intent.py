@@ -44,16 +44,22 @@ def validate(model: type[Any], data: dict[str, Any]) -> Any:
     """Validate against a contract; pydantic errors become a validation_error with field details."""
     from pydantic import ValidationError
 
+    from sisu.contracts.base import error_details
     from sisu.errors import ValidationFailed
 
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "type": e["type"], "message": e["msg"]}
-            for e in exc.errors()
-        ]
-        raise ValidationFailed("invalid request", details=details) from exc
+        message, details = error_details(list(exc.errors()))
+        raise ValidationFailed(message, details=details) from exc
+
+
+def _integer(text: str, name: str) -> int | str:
+    """An integer flag kept as text when it is not one, so validation reports it like HTTP."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 @app.command()
@@ -91,6 +97,30 @@ def create(
 def run(
     intent_id: str = typer.Argument(..., help="The intent to run."),
     trace_id: str = typer.Option(None, "--trace-id", help="A trace id to stamp on the run."),
+    lane: str = typer.Option(
+        None, "--lane", help="interactive or batch (default batch); sets the default priority."
+    ),
+    priority: str = typer.Option(
+        None, "--priority", help="1-1000, lower runs sooner (default: 10 interactive, 100 batch)."
+    ),
+    dedupe_id: str = typer.Option(
+        None,
+        "--dedupe-id",
+        help="Deduplication id: while a run holding it is queued or running, another trigger "
+        "with it is refused (409 duplicate_run) or, with --join, gets that run.",
+    ),
+    join: bool = typer.Option(
+        False, "--join", help="With --dedupe-id: attach to the run holding the id."
+    ),
+    partition_key: str = typer.Option(
+        None, "--partition-key", help="Queue partition (e.g. a tenant) for fair scheduling."
+    ),
+    workload: str = typer.Option(
+        None,
+        "--workload",
+        help="Declared needs, checked against `sisu queue policy`: JSON or @file, e.g. "
+        '\'{"concurrency": 4, "steps": 10, "sandboxMinutes": 5}\'.',
+    ),
     wait: bool = typer.Option(
         False,
         "--wait",
@@ -110,7 +140,18 @@ def run(
     from sisu.service import intents, views
 
     _output.use_json(json)
-    request = validate(RunRequest, {"trace_id": trace_id})
+    fields: dict[str, Any] = {"trace_id": trace_id, "dedupe_policy": "join" if join else "reject"}
+    if lane is not None:
+        fields["lane"] = lane
+    if priority is not None:
+        fields["priority"] = _integer(priority, "priority")
+    if dedupe_id is not None:
+        fields["deduplication_id"] = dedupe_id
+    if partition_key is not None:
+        fields["queue_partition_key"] = partition_key
+    if workload is not None:
+        fields["workload"] = parse_json_arg(workload, "workload")
+    request = validate(RunRequest, fields)
     with backend() as b:
         started = intents.start_run(b, intent_id, request)
         if wait:

@@ -62,8 +62,10 @@ def worker(
         admin_host=admin_host,
         admin_port=port,
         concurrency=concurrency,
-        queues=tuple(queue) if queue else (engine.INTENT_QUEUE,),
+        queues=tuple(queue) if queue else (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE),
         home=s.home,
+        global_concurrency=s.global_concurrency,
+        partition_concurrency=s.partition_concurrency,
         heartbeat_seconds=s.heartbeat_seconds,
         dead_after_seconds=s.worker_dead_after_seconds,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from sisu.contracts.base import Contract
 
@@ -31,10 +31,30 @@ class IntentCreated(Contract):
     intent_id: str
 
 
+Lane = Literal["interactive", "batch"]
+DedupePolicy = Literal["reject", "join"]
+# A run's default priority by lane; lower runs sooner (DBOS queue priority).
+LANE_PRIORITY: dict[str, int] = {"interactive": 10, "batch": 100}
+
+
+class Workload(Contract):
+    """What a run says it will need; checked against the configured caps before any write."""
+
+    concurrency: StrictInt | None = Field(default=None, ge=1)
+    steps: StrictInt | None = Field(default=None, ge=1)
+    sandbox_minutes: StrictInt | None = Field(default=None, ge=1)
+
+
 class RunRequest(Contract):
     """POST /intents/{id}/run"""
 
     trace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    lane: Lane = "batch"
+    priority: StrictInt | None = Field(default=None, ge=1, le=1000)
+    deduplication_id: str | None = Field(default=None, min_length=1, max_length=200)
+    dedupe_policy: DedupePolicy = "reject"
+    queue_partition_key: str | None = Field(default=None, min_length=1, max_length=200)
+    workload: Workload | None = None
 
 
 class RunStarted(Contract):
@@ -74,6 +94,8 @@ class RunView(Contract):
     last_step: str | None
     retry_count: int
     trace_id: str | None
+    lane: Lane
+    priority: int | None
     steps: list[StepView]
     artifacts: list[ArtifactView]
     created_at: datetime
@@ -88,6 +110,8 @@ class RunSummary(Contract):
     last_step: str | None
     retry_count: int
     trace_id: str | None
+    lane: Lane
+    priority: int | None
     created_at: datetime
     updated_at: datetime
 

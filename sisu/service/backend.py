@@ -15,6 +15,7 @@ from psycopg.rows import dict_row
 from sisu import engine as sisu_engine
 from sisu.db.url import redact, sqlalchemy_url
 from sisu.errors import DatabaseUnavailable
+from sisu.service.policy import QueuePolicy
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
@@ -32,12 +33,14 @@ class Backend:
         *,
         app_version: str,
         run_policy: dict[str, Any] | None = None,
+        queue_policy: QueuePolicy | None = None,
         pool_size: int = 5,
     ) -> None:
         self.url = url
         self.app_version = app_version
         # Passed to every new run's workflow: how often and how patiently a step is retried.
         self.run_policy = run_policy or {"maxAttempts": 3, "backoffSeconds": 1.0}
+        self.queue_policy = queue_policy or QueuePolicy()
         self.pool_size = pool_size
 
     @classmethod
@@ -49,6 +52,7 @@ class Backend:
                 "maxAttempts": settings.step_max_attempts,
                 "backoffSeconds": settings.step_backoff_seconds,
             },
+            queue_policy=QueuePolicy.from_settings(settings),
             pool_size=pool_size,
         )
 

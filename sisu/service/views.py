@@ -38,6 +38,8 @@ def get_run(backend: Backend, run_id: str) -> RunView:
         last_step=run["last_step"],
         retry_count=run["retry_count"],
         trace_id=run["trace_id"],
+        lane=run["lane"],
+        priority=run["priority"],
         steps=[StepView(**s) for s in steps],
         artifacts=[ArtifactView(**a) for a in artifacts],
         created_at=run["created_at"],
@@ -68,6 +70,8 @@ def list_runs(backend: Backend, *, status: str | None, limit: int) -> list[RunSu
             last_step=r["last_step"],
             retry_count=r["retry_count"],
             trace_id=r["trace_id"],
+            lane=r["lane"],
+            priority=r["priority"],
             created_at=r["created_at"],
             updated_at=r["updated_at"],
         )

@@ -36,12 +36,32 @@ class WorkerOptions:
     home: Path
     heartbeat_seconds: float
     dead_after_seconds: float
+    global_concurrency: int | None = None
+    partition_concurrency: int = 4
 
 
 def default_executor_id(admin_port: int) -> str:
     """Stable across restarts (same host, same admin port) and unique per live worker (two
     workers cannot share an admin port on one host)."""
     return f"{socket.gethostname()}-{admin_port}"
+
+
+def _register_queue(dbos: Any, name: str, opts: WorkerOptions) -> None:
+    """Queue settings live in the database (DBOS 3.x): the last worker to start sets them for
+    every worker, so start all workers of a deployment with the same concurrency flags."""
+    intent_queue = name in (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE)
+    dbos.register_queue(
+        name,
+        worker_concurrency=opts.concurrency if intent_queue else None,
+        global_concurrency=opts.global_concurrency if intent_queue else None,
+        partition_concurrency=(
+            min(opts.partition_concurrency, opts.global_concurrency or opts.partition_concurrency)
+            if name == engine.PARTITIONED_QUEUE
+            else None
+        ),
+        polling_interval_sec=engine.QUEUE_POLL_SECONDS,
+        on_conflict="always_update",
+    )
 
 
 def run(opts: WorkerOptions) -> int:
@@ -97,12 +117,7 @@ def run(opts: WorkerOptions) -> int:
     DBOS.listen_queues(list(opts.queues))
     DBOS.launch()
     for name in opts.queues:
-        DBOS.register_queue(
-            name,
-            worker_concurrency=opts.concurrency if name == engine.INTENT_QUEUE else None,
-            polling_interval_sec=engine.QUEUE_POLL_SECONDS,
-            on_conflict="always_update",
-        )
+        _register_queue(DBOS, name, opts)
     beat = heartbeat.Heartbeat(opts.url, me, opts.heartbeat_seconds)
     beat.start()
     launched.set()
