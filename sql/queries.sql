@@ -119,13 +119,13 @@ VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, 
 UPDATE app.runs
 SET status = %(status)s, last_step = %(step_id)s, next_action = NULL, error = NULL,
     updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
+WHERE id = %(run_id)s AND status <> 'canceled';
 
 -- name: run_finished_badly
 UPDATE app.runs
 SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
     updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
+WHERE id = %(run_id)s AND status <> 'canceled';
 
 -- name: insert_opencode_call
 INSERT INTO app.opencode_calls (run_id, step_id, request, response)
@@ -172,3 +172,66 @@ LEFT JOIN app.runs r ON r.id = w.workflow_uuid
 WHERE w.queue_name IS NOT NULL AND w.status IN ('ENQUEUED', 'PENDING')
 GROUP BY w.queue_name, r.lane, w.queue_partition_key, w.status
 ORDER BY w.queue_name, r.lane NULLS LAST, w.queue_partition_key NULLS FIRST, w.status;
+
+-- name: next_artifact_idx
+SELECT coalesce(max(idx), -1) + 1 AS idx
+FROM app.artifacts WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: run_waiting_input
+UPDATE app.runs
+SET status = 'waiting_input', next_action = 'INPUT', updated_at = clock_timestamp()
+WHERE id = %(run_id)s AND status <> 'canceled';
+
+-- name: lock_run
+SELECT id, status, next_action, last_step, error, retry_count
+FROM app.runs WHERE id = %(id)s FOR UPDATE;
+
+-- name: human_event_by_key
+SELECT id FROM app.human_events WHERE dedupe_key = %(dedupe_key)s;
+
+-- name: question_card
+SELECT inline FROM app.artifacts
+WHERE run_id = %(run_id)s AND kind = 'question_card'
+ORDER BY idx DESC LIMIT 1;
+
+-- name: insert_human_event
+INSERT INTO app.human_events (run_id, type, payload, dedupe_key)
+VALUES (%(run_id)s, %(type)s, %(payload)s, %(key)s);
+
+-- name: run_input_received
+UPDATE app.runs SET status = 'running', next_action = NULL, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: inbox
+SELECT r.id, card.inline AS card
+FROM app.runs r
+JOIN LATERAL (
+    SELECT inline FROM app.artifacts a
+    WHERE a.run_id = r.id AND a.kind = 'question_card'
+    ORDER BY a.idx DESC LIMIT 1
+) card ON true
+WHERE r.status = 'waiting_input'
+ORDER BY r.updated_at;
+
+-- name: first_function_of_step
+SELECT min(function_id) AS function_id
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_id)s AND function_name = %(step_id)s;
+
+-- name: delete_datasource_checkpoints
+DELETE FROM dbos.datasource_outputs
+WHERE workflow_id = %(workflow_id)s AND step_id >= %(start_step)s;
+
+-- name: run_retried
+UPDATE app.runs
+SET status = 'queued', next_action = NULL, error = NULL, retry_count = retry_count + 1,
+    updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: run_canceled
+UPDATE app.runs
+SET status = 'canceled', next_action = NULL, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: run_ids_by_status
+SELECT id FROM app.runs WHERE status = %(status)s ORDER BY created_at;

@@ -15,15 +15,19 @@ from sisu import __version__
 from sisu.config import Settings
 from sisu.contracts.base import error_details
 from sisu.contracts.runs import (
+    CancelAccepted,
+    EventAccepted,
+    EventRequest,
     IntentCreate,
     IntentCreated,
+    RetryAccepted,
     RunRequest,
     RunStarted,
     RunSummary,
     RunView,
 )
 from sisu.errors import SisuError
-from sisu.service import health, intents, views
+from sisu.service import health, human, intents, repair, views
 from sisu.service.backend import Backend
 
 
@@ -102,4 +106,20 @@ def create_app(backend: Backend, settings: Settings, *, api_token: str | None = 
         body = "[" + ",".join(r.to_json() for r in runs) + "]"
         return Response(body, media_type="application/json")
 
+    @app.post("/runs/{run_id}/events", status_code=202, response_model=EventAccepted)
+    def post_event(run_id: str, body: EventRequest) -> Response:
+        return _json(human.send_event(backend, run_id, body).to_json(), 202)
+
+    @app.post("/runs/{run_id}/retry", status_code=202, response_model=RetryAccepted)
+    def retry(run_id: str) -> Response:
+        return _json(repair.retry_run(backend, run_id).to_json(), 202)
+
+    @app.post("/runs/{run_id}/cancel", status_code=202, response_model=CancelAccepted)
+    def cancel(run_id: str) -> Response:
+        return _json(repair.cancel_run(backend, run_id).to_json(), 202)
+
     return app
+
+
+def _json(body: str, status: int = 200) -> Response:
+    return Response(body, status_code=status, media_type="application/json")

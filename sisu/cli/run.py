@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from sisu.cli import _output
@@ -76,3 +78,134 @@ def watch(
             final = views.wait_until_settled(b, run_id, timeout=timeout)
             _output.out_console().print(_render.run_view(final))
     raise typer.Exit(_render.exit_code_for(final.status))
+
+
+@app.command()
+def event(
+    run_id: str = typer.Argument(..., help="A run waiting for input."),
+    type_: str = typer.Option("input", "--type", help="Event type (input)."),
+    payload: str = typer.Option(
+        ..., "--payload", help='The answer: JSON or @file, e.g. \'{"answer": "42"}\'.'
+    ),
+    idempotency_key: str = typer.Option(
+        None, "--idempotency-key", help="Deliveries with the same key are applied once."
+    ),
+    json: bool = JSON,
+) -> None:
+    """Answer a run that waits for a human (status waiting_input)."""
+    from sisu.cli._backend import backend
+    from sisu.cli.intent import parse_json_arg, validate
+    from sisu.contracts.runs import EventRequest
+    from sisu.service import human
+
+    _output.use_json(json)
+    request = validate(
+        EventRequest,
+        {
+            "type": type_,
+            "payload": parse_json_arg(payload, "payload"),
+            "idempotency_key": idempotency_key,
+        },
+    )
+    with backend() as b:
+        accepted = human.send_event(b, run_id, request)
+    if json:
+        _output.emit(accepted)
+    else:
+        _output.info(
+            f"event {'already delivered' if accepted.duplicate else 'accepted'} for run {run_id}"
+        )
+
+
+@app.command()
+def inbox(json: bool = JSON) -> None:
+    """Runs waiting for a human: the question, how long it has waited, how long is left."""
+    from sisu.cli._backend import backend
+    from sisu.service import human
+
+    _output.use_json(json)
+    with backend() as b:
+        items = human.inbox(b)
+    if json:
+        _output.data("[" + ",".join(i.to_json() for i in items) + "]")
+        return
+    if not items:
+        _output.info("inbox is empty: no run waits for input")
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("run", "question", "waiting", "time left"):
+        table.add_column(col)
+    for i in items:
+        table.add_row(i.run_id, i.question, f"{i.age_seconds:.0f}s", f"{i.time_left_seconds:.0f}s")
+    _output.out_console().print(table)
+    _output.info('answer with: sisu run event RUN_ID --payload \'{"answer": "..."}\'')
+
+
+def _bulk(
+    action: str, run_id: str | None, status: str | None, all_: bool, yes: bool, json: bool
+) -> None:
+    """One run by id, or every run with --status S --all after a confirmation."""
+    from sisu.cli._backend import backend
+    from sisu.errors import SisuError, ValidationFailed
+    from sisu.service import repair
+
+    _output.use_json(json)
+    act = repair.retry_run if action == "retry" else repair.cancel_run
+    if run_id is not None:
+        if all_ or status:
+            raise ValidationFailed(f"give either a run id or --status S --all to {action}")
+        with backend() as b:
+            result = act(b, run_id)
+        if json:
+            _output.emit(result)
+        else:
+            _output.info(f"{action}: run {run_id} accepted")
+        return
+    if not (all_ and status):
+        raise ValidationFailed(f"give a run id, or --status S --all to {action} many runs")
+    with backend() as b:
+        ids = repair.run_ids_with_status(b, status)
+        if not ids:
+            _output.info(f"no run is {status}")
+        elif not yes and not typer.confirm(f"{action} {len(ids)} run(s) that are {status}?"):
+            raise typer.Exit(1)
+        outcomes: list[dict[str, Any]] = []
+        for rid in ids:
+            try:
+                act(b, rid)
+                outcomes.append({"runId": rid, "ok": True, "error": None})
+            except SisuError as exc:
+                outcomes.append({"runId": rid, "ok": False, "error": exc.envelope()})
+    if json:
+        _output.emit_obj({"matched": len(ids), "results": outcomes})
+    else:
+        for o in outcomes:
+            _output.data(f"{o['runId']} {'ok' if o['ok'] else o['error']['error']}")
+        _output.info(f"{action}: {sum(o['ok'] for o in outcomes)} of {len(ids)} done")
+    if not all(o["ok"] for o in outcomes):
+        raise typer.Exit(1)
+
+
+RUN_ID = typer.Argument(None, help="The run (omit with --status S --all).")
+STATUS = typer.Option(None, "--status", help="With --all: every run with this status.")
+ALL = typer.Option(False, "--all", help="Act on every run with --status.")
+YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+
+
+@app.command()
+def retry(
+    run_id: str = RUN_ID, status: str = STATUS, all_: bool = ALL, yes: bool = YES, json: bool = JSON
+) -> None:
+    """Repair a run that is retries_exceeded or failed: the same workflow resumes at the failed
+    step; completed steps are not executed again."""
+    _bulk("retry", run_id, status, all_, yes, json)
+
+
+@app.command()
+def cancel(
+    run_id: str = RUN_ID, status: str = STATUS, all_: bool = ALL, yes: bool = YES, json: bool = JSON
+) -> None:
+    """Cancel a queued, running or waiting run."""
+    _bulk("cancel", run_id, status, all_, yes, json)

@@ -120,3 +120,37 @@ class ErrorBody(Contract):
     error: str
     message: str
     details: Any = None
+
+
+class EventRequest(Contract):
+    """POST /runs/{id}/events"""
+
+    type: Literal["input"]
+    payload: dict[str, Any]
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class EventAccepted(Contract):
+    accepted: bool
+    duplicate: bool = False
+
+
+class RetryAccepted(Contract):
+    accepted: bool
+    run_id: str
+    from_step: str
+
+
+class CancelAccepted(Contract):
+    accepted: bool
+    run_id: str
+    status: RunStatus
+
+
+class InboxItem(Contract):
+    run_id: str
+    question: str
+    answer_schema: dict[str, Any]
+    asked_at: datetime
+    age_seconds: float
+    time_left_seconds: float

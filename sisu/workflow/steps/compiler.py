@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
 MAX_TASKS = 100
+DEFAULT_INPUT_TIMEOUT_SECONDS = 24 * 3600
+# A goal that asks (the word "ask") needs a human answer before the decision.
+_ASKS = re.compile(r"\bask(s|ed|ing)?\b", re.IGNORECASE)
+ANSWER_SCHEMA = {
+    "type": "object",
+    "properties": {"answer": {"type": "string"}},
+    "required": ["answer"],
+}
 
 
 def _digest(value: Any) -> str:
@@ -24,11 +33,27 @@ class BuiltinCompiler:
         task_count = inputs.get("tasks", 1)
         if not isinstance(task_count, int) or not 0 <= task_count <= MAX_TASKS:
             task_count = 1
-        nodes = [
+        nodes: list[dict[str, Any]] = [
             {"id": "n1", "kind": "compute", "label": f"analyse: {goal}"},
             {"id": "n2", "kind": "decision", "label": "choose the tasks to execute"},
             {"id": "n3", "kind": "io", "label": "deliver the tasks"},
         ]
+        if _ASKS.search(goal):
+            constraints: dict[str, Any] = request.get("constraints") or {}
+            timeout = constraints.get("inputTimeoutSeconds", DEFAULT_INPUT_TIMEOUT_SECONDS)
+            if not isinstance(timeout, int | float) or timeout <= 0:
+                timeout = DEFAULT_INPUT_TIMEOUT_SECONDS
+            nodes.insert(
+                1,
+                {
+                    "id": "n1a",
+                    "kind": "approval",
+                    "label": "wait for a human answer",
+                    "question": goal,
+                    "schema": ANSWER_SCHEMA,
+                    "timeoutSeconds": timeout,
+                },
+            )
         plan_doc = "\n".join(
             [f"# Plan {plan_id}", "", f"Goal: {goal}", ""]
             + [f"- {n['id']} ({n['kind']}): {n['label']}" for n in nodes]

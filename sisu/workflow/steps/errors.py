@@ -25,3 +25,9 @@ class RetriesExhausted(StepError):
     """A step kept failing transiently until it ran out of attempts: the run needs repair."""
 
     code = "retries_exceeded"
+
+
+class InputTimeout(StepError):
+    """Nobody answered the run's question in time."""
+
+    code = "input_timeout"

@@ -15,8 +15,8 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from sisu.db.queries import q
-from sisu.workflow.steps import datasource, runtime
-from sisu.workflow.steps.errors import StepError
+from sisu.workflow.steps import datasource, drill_hooks, runtime
+from sisu.workflow.steps.errors import StepError, TransientStepError
 from sisu.workflow.steps.ports import Delivery
 
 Conn = psycopg.Connection[Any]
@@ -49,15 +49,17 @@ def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, erro
 
 
 def _run_step(
-    run_id: str, step_id: str, body: Callable[[Conn], Any], *, status_after: str = "running"
+    run_id: str, step_id: str, body: Callable[[Conn, int], Any], *, status_after: str = "running"
 ) -> Any:
+    """Run `body(conn, attempt)` as the datasource step `step_id`. A crash before the commit
+    leaves no attempt row, so the re-execution gets the same attempt number."""
     started_at = datetime.now(UTC)
 
     def transaction() -> Any:
         conn = datasource.connection()
-        output = body(conn)
         row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
         assert row is not None
+        output = body(conn, row["attempt"])
         conn.execute(
             q("insert_step_attempt"),
             {
@@ -96,7 +98,7 @@ def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
 def compile_st(run_id: str) -> dict[str, Any]:
     """CompileST: the intent becomes a plan through the compiler port; the call is recorded."""
 
-    def body(conn: Conn) -> dict[str, Any]:
+    def body(conn: Conn, attempt: int) -> dict[str, Any]:
         intent = _intent(conn, run_id)
         request = {
             "runId": run_id,
@@ -131,7 +133,7 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     """ApplyPatchST: write the patch's files into the run's workspace; each is an artifact.
     Rewriting a file with the same content is harmless, so a replay after a crash is safe."""
 
-    def body(conn: Conn) -> dict[str, Any]:
+    def body(conn: Conn, attempt: int) -> dict[str, Any]:
         root = runtime.get().workspaces / run_id
         files = []
         for idx, item in enumerate(plan["patch"]["files"]):
@@ -158,17 +160,65 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     return dict(_run_step(run_id, "ApplyPatchST", body))
 
 
-def decide_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
-    """DecideST: the decision envelope — which tasks execute."""
+def _next_artifact_idx(conn: Conn, run_id: str, step_id: str) -> int:
+    row = conn.execute(q("next_artifact_idx"), {"run_id": run_id, "step_id": step_id}).fetchone()
+    assert row is not None
+    return int(row["idx"])
 
-    def body(conn: Conn) -> dict[str, Any]:
-        decision = {"approved": True, "planId": plan["planId"], "tasks": plan["tasks"]}
+
+def approval_node(plan: dict[str, Any]) -> dict[str, Any] | None:
+    return next((n for n in plan["nodes"] if n["kind"] == "approval"), None)
+
+
+def await_input_st(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
+    """Put the run in `waiting_input` with a question card artifact; the workflow then waits
+    durably for the human event. Bookkeeping, not one of the four stable steps."""
+
+    def transaction() -> dict[str, Any]:
+        conn = datasource.connection()
+        card = {
+            "question": node["question"],
+            "schema": node["schema"],
+            "timeoutSeconds": node["timeoutSeconds"],
+            "askedAt": datetime.now(UTC).isoformat(),
+        }
         conn.execute(
             q("insert_artifact"),
             {
                 "run_id": run_id,
                 "step_id": "DecideST",
-                "idx": 0,
+                "idx": _next_artifact_idx(conn, run_id, "DecideST"),
+                "kind": "question_card",
+                "uri": None,
+                "inline": Jsonb(card),
+                "sha256": _sha256(_canonical(card)),
+            },
+        )
+        conn.execute(q("run_waiting_input"), {"run_id": run_id})
+        return card
+
+    return dict(datasource.run("AwaitInputST", transaction))
+
+
+def decide_st(
+    run_id: str, plan: dict[str, Any], answer: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """DecideST: the decision envelope — which tasks execute, and the human's answer if the
+    plan asked for one."""
+
+    def body(conn: Conn, attempt: int) -> dict[str, Any]:
+        decision = {
+            "approved": True,
+            "planId": plan["planId"],
+            "answer": answer,
+            "tasks": plan["tasks"],
+        }
+        conn.execute(
+            q("insert_artifact"),
+            {
+                "run_id": run_id,
+                "step_id": "DecideST",
+                "idx": _next_artifact_idx(conn, run_id, "DecideST"),
                 "kind": "decision",
                 "uri": None,
                 "inline": Jsonb(decision),
@@ -180,16 +230,31 @@ def decide_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     return dict(_run_step(run_id, "DecideST", body))
 
 
+def _injected_fault(inputs: dict[str, Any], step_id: str, attempt: int) -> None:
+    """Drill knob `inputs.faults = {"ExecuteST": {"kind": "net_timeout", "times": N}}`: the
+    first N attempts of the step fail the way a flaky network would."""
+    faults = inputs.get("faults")
+    fault = faults.get(step_id) if isinstance(faults, dict) else None
+    if not isinstance(fault, dict):
+        return
+    times = fault.get("times", 1)
+    if isinstance(times, int) and attempt <= times:
+        raise TransientStepError(
+            f"{fault.get('kind', 'net_timeout')}: injected fault, attempt {attempt} of {times}"
+        )
+
+
 def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
     """ExecuteST: deliver each task to the outside system through the executor port. Each
     delivery carries the idempotency key (runId, stepId, taskKey) and is looked up first, so a
     step re-executed after a crash never delivers twice."""
 
-    def body(conn: Conn) -> dict[str, Any]:
+    def body(conn: Conn, attempt: int) -> dict[str, Any]:
         inputs = _intent(conn, run_id)["inputs"]
         sleep_ms = inputs.get("sleepMs", 0)
         if isinstance(sleep_ms, int | float) and sleep_ms > 0:
             time.sleep(sleep_ms / 1000)  # drill knob: hold the step open to be killed in
+        _injected_fault(inputs, "ExecuteST", attempt)
         executor = runtime.get().executor
         receipts = []
         for task in decision["tasks"]:
@@ -206,6 +271,7 @@ def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
                         payload_hash=_sha256(_canonical(task["payload"])),
                     )
                 )
+                drill_hooks.after_effect(run_id)
             receipts.append({"taskKey": task["taskKey"], "receiptKey": key, "new": delivered})
         return {"receipts": receipts}
 

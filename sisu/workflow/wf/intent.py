@@ -1,6 +1,6 @@
-"""RunIntentWF: CompileST → ApplyPatchST → DecideST → ExecuteST, each retried on transient
-errors with exponential backoff (durable sleeps), the run marked for repair when a step runs out
-of attempts."""
+"""RunIntentWF: CompileST → ApplyPatchST → DecideST → ExecuteST. A plan with an approval node
+waits durably for a human answer before DecideST. Each step is retried on transient errors with
+exponential backoff (durable sleeps); a step out of attempts leaves the run for repair."""
 
 from __future__ import annotations
 
@@ -10,9 +10,15 @@ from typing import Any
 from dbos import DBOS
 
 from sisu.workflow.steps import intent as steps
-from sisu.workflow.steps.errors import RetriesExhausted, StepError, TransientStepError
+from sisu.workflow.steps.errors import (
+    InputTimeout,
+    RetriesExhausted,
+    StepError,
+    TransientStepError,
+)
 
 NAME = "RunIntentWF"
+INPUT_TOPIC = "human_input"  # sisu.service.events sends answers on this topic
 
 
 def _with_retries(
@@ -31,6 +37,14 @@ def _with_retries(
             attempt += 1
 
 
+def _await_answer(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
+    steps.await_input_st(run_id, node)
+    event = DBOS.recv(INPUT_TOPIC, timeout_seconds=float(node["timeoutSeconds"]))
+    if event is None:
+        raise InputTimeout(f"no answer within {node['timeoutSeconds']}s")
+    return dict(event["payload"])
+
+
 @DBOS.workflow(name=NAME)
 def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
     step_id = "CompileST"
@@ -39,7 +53,9 @@ def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
         step_id = "ApplyPatchST"
         _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
         step_id = "DecideST"
-        decision = _with_retries(step_id, policy, lambda: steps.decide_st(run_id, plan))
+        node = steps.approval_node(plan)
+        answer = _await_answer(run_id, node) if node is not None else None
+        decision = _with_retries(step_id, policy, lambda: steps.decide_st(run_id, plan, answer))
         step_id = "ExecuteST"
         return _with_retries(step_id, policy, lambda: steps.execute_st(run_id, decision))
     except RetriesExhausted as exc:

@@ -1,0 +1,88 @@
+"""Human-in-the-loop: answers to runs waiting for input, and the inbox of such runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+from psycopg.types.json import Jsonb
+
+from sisu.contracts.runs import EventAccepted, EventRequest, InboxItem
+from sisu.db.queries import q
+from sisu.errors import InvalidState, NotFound, ValidationFailed
+from sisu.service import schema
+from sisu.service.backend import Backend
+
+INPUT_TOPIC = "human_input"  # sisu.workflow.wf.intent.INPUT_TOPIC
+
+
+def _dedupe_key(run_id: str, event: EventRequest) -> str:
+    """The event's idempotency key: the caller's, or one derived from its content, so a client
+    retrying the same POST is recognised."""
+    if event.idempotency_key:
+        return f"{run_id}:{event.idempotency_key}"
+    digest = hashlib.sha256(
+        json.dumps({"type": event.type, "payload": event.payload}, sort_keys=True).encode()
+    ).hexdigest()
+    return f"{run_id}:{event.type}:{digest}"
+
+
+def send_event(backend: Backend, run_id: str, event: EventRequest) -> EventAccepted:
+    """Store the event once and send it to the waiting workflow, in one transaction."""
+    key = _dedupe_key(run_id, event)
+    with backend.transaction() as (conn, cur):
+        run = cur.execute(q("lock_run"), {"id": run_id}).fetchone()
+        if run is None:
+            raise NotFound(f"run {run_id} not found", details={"runId": run_id})
+        if cur.execute(q("human_event_by_key"), {"dedupe_key": key}).fetchone():
+            return EventAccepted(accepted=True, duplicate=True)
+        if run["status"] != "waiting_input":
+            raise InvalidState(
+                f"run {run_id} is {run['status']}, not waiting_input: it takes no event now",
+                details={"runId": run_id, "status": run["status"], "expected": "waiting_input"},
+            )
+        card = cur.execute(q("question_card"), {"run_id": run_id}).fetchone()
+        answer_schema = card["inline"]["schema"] if card else {"type": "object"}
+        mismatches = schema.errors(event.payload, answer_schema)
+        if mismatches:
+            first = mismatches[0]
+            raise ValidationFailed(
+                f"{first['field']}: {first['message']} (see the question card's schema)",
+                details=mismatches,
+            )
+        cur.execute(
+            q("insert_human_event"),
+            {"run_id": run_id, "type": event.type, "payload": Jsonb(event.payload), "key": key},
+        )
+        backend.client.send_in_transaction(
+            conn,
+            run_id,
+            {"type": event.type, "payload": event.payload, "key": key},
+            topic=INPUT_TOPIC,
+            idempotency_key=key,
+        )
+        cur.execute(q("run_input_received"), {"run_id": run_id})
+    return EventAccepted(accepted=True)
+
+
+def inbox(backend: Backend) -> list[InboxItem]:
+    with backend.read() as cur:
+        rows = cur.execute(q("inbox")).fetchall()
+    now = datetime.now(UTC)
+    items = []
+    for r in rows:
+        card = r["card"]
+        asked_at = datetime.fromisoformat(card["askedAt"])
+        age = (now - asked_at).total_seconds()
+        items.append(
+            InboxItem(
+                run_id=r["id"],
+                question=card["question"],
+                answer_schema=card["schema"],
+                asked_at=asked_at,
+                age_seconds=round(age, 3),
+                time_left_seconds=round(max(0.0, float(card["timeoutSeconds"]) - age), 3),
+            )
+        )
+    return items

@@ -1,0 +1,64 @@
+"""The repair lane and cancel: retry a run that ran out of attempts (the same workflow resumes at
+the failed step) and cancel a run that is not finished."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sisu.contracts.runs import TERMINAL_STATUSES, CancelAccepted, RetryAccepted
+from sisu.db.queries import q
+from sisu.errors import InvalidState, NotFound
+from sisu.service.backend import Backend, Cursor
+
+RETRYABLE = ("retries_exceeded", "failed")
+
+
+def _locked_run(cur: Cursor, run_id: str) -> dict[str, Any]:
+    run = cur.execute(q("lock_run"), {"id": run_id}).fetchone()
+    if run is None:
+        raise NotFound(f"run {run_id} not found", details={"runId": run_id})
+    return run
+
+
+def retry_run(backend: Backend, run_id: str) -> RetryAccepted:
+    """Rewind the run's workflow (same id) to the first attempt of the step that failed: the
+    steps before it replay from their checkpoints and are not executed again."""
+    with backend.transaction() as (_, cur):
+        run = _locked_run(cur, run_id)
+        if run["status"] not in RETRYABLE:
+            raise InvalidState(
+                f"run {run_id} is {run['status']}; only {' or '.join(RETRYABLE)} runs are retried",
+                details={"runId": run_id, "status": run["status"], "expected": list(RETRYABLE)},
+            )
+        from_step = (run["error"] or {}).get("step") or "CompileST"
+        row = cur.execute(
+            q("first_function_of_step"), {"workflow_id": run_id, "step_id": from_step}
+        ).fetchone()
+        start_step = row["function_id"] if row and row["function_id"] is not None else 1
+        # DBOS's client-side rewind leaves datasource checkpoints alone; drop those of the
+        # rewound steps first (as DBOS's own rewind does), or the failure would just replay.
+        cur.execute(
+            q("delete_datasource_checkpoints"), {"workflow_id": run_id, "start_step": start_step}
+        )
+        backend.client.rewind_workflow(run_id, start_step=start_step)
+        cur.execute(q("run_retried"), {"run_id": run_id})
+    return RetryAccepted(accepted=True, run_id=run_id, from_step=from_step)
+
+
+def cancel_run(backend: Backend, run_id: str) -> CancelAccepted:
+    with backend.transaction() as (_, cur):
+        run = _locked_run(cur, run_id)
+        if run["status"] in TERMINAL_STATUSES:
+            raise InvalidState(
+                f"run {run_id} is already {run['status']}",
+                details={"runId": run_id, "status": run["status"]},
+            )
+        backend.client.cancel_workflow(run_id)
+        cur.execute(q("run_canceled"), {"run_id": run_id})
+    return CancelAccepted(accepted=True, run_id=run_id, status="canceled")
+
+
+def run_ids_with_status(backend: Backend, status: str) -> list[str]:
+    with backend.read() as cur:
+        rows = cur.execute(q("run_ids_by_status"), {"status": status}).fetchall()
+    return [r["id"] for r in rows]
