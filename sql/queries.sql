@@ -235,3 +235,118 @@ WHERE id = %(run_id)s;
 
 -- name: run_ids_by_status
 SELECT id FROM app.runs WHERE status = %(status)s ORDER BY created_at;
+
+-- name: audit_duplicate_effects
+-- Deliveries the mock outside system received more than once (must be none).
+SELECT receipt_key, run_id, step_id, seen_count
+FROM app.mock_receipts
+WHERE seen_count > 1 AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
+ORDER BY run_id, receipt_key;
+
+-- name: audit_step_sequence
+-- Succeeded runs whose succeeded step attempts are not exactly the four stable steps, in order.
+WITH done AS (
+    SELECT r.id, s.step_id, min(s.finished_at) AS finished_at
+    FROM app.runs r
+    LEFT JOIN app.run_steps s ON s.run_id = r.id AND s.phase = 'succeeded'
+    WHERE r.status = 'succeeded' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+    GROUP BY r.id, s.step_id
+)
+SELECT id AS run_id,
+       array_remove(array_agg(step_id ORDER BY finished_at, step_id), NULL) AS steps
+FROM done
+GROUP BY id
+HAVING array_remove(array_agg(step_id ORDER BY finished_at, step_id), NULL)
+       <> ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST']
+ORDER BY id;
+
+-- name: audit_status_agreement
+-- app.runs.status against dbos.workflow_status.status.
+SELECT r.id AS run_id, r.status AS run_status, w.status AS workflow_status
+FROM app.runs r
+LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = r.id
+WHERE (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+  AND NOT coalesce(
+      (r.status = 'queued' AND w.status IN ('ENQUEUED', 'PENDING'))
+   OR (r.status = 'running' AND w.status IN ('PENDING', 'ENQUEUED'))
+   OR (r.status = 'waiting_input' AND w.status = 'PENDING')
+   OR (r.status = 'succeeded' AND w.status = 'SUCCESS')
+   OR (r.status = 'failed' AND w.status = 'ERROR')
+   OR (r.status = 'retries_exceeded' AND w.status IN ('ERROR', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'))
+   OR (r.status = 'canceled' AND w.status = 'CANCELLED'), false)
+ORDER BY r.id;
+
+-- name: audit_compiler_calls
+-- Runs whose CompileST succeeded without a recorded compiler call (request and response).
+SELECT s.run_id
+FROM app.run_steps s
+WHERE s.step_id = 'CompileST' AND s.phase = 'succeeded'
+  AND (%(run_id)s::text IS NULL OR s.run_id = %(run_id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM app.opencode_calls c
+      WHERE c.run_id = s.run_id AND c.step_id = 'CompileST'
+        AND c.request IS NOT NULL AND c.response IS NOT NULL)
+ORDER BY s.run_id;
+
+-- name: audit_stranded_runs
+-- Queued runs whose app version no live worker serves, and runs pending on a dead executor.
+SELECT w.workflow_uuid AS run_id, w.status, w.application_version AS app_version,
+       w.executor_id, 'no live worker serves app version ' || w.application_version AS reason
+FROM dbos.workflow_status w
+JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.status = 'ENQUEUED' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM app.workers k
+      WHERE k.stopped_at IS NULL AND k.app_version = w.application_version
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
+UNION ALL
+SELECT w.workflow_uuid, w.status, w.application_version, w.executor_id,
+       'pending on executor ' || w.executor_id || ', which has no recent heartbeat'
+FROM dbos.workflow_status w
+JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.status = 'PENDING' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM app.workers k
+      WHERE k.executor_id = w.executor_id AND k.stopped_at IS NULL
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
+ORDER BY 1;
+
+-- name: audit_unread_events
+-- Human answers sent to runs that finished without reading them.
+SELECT n.destination_uuid AS run_id, r.status, n.topic,
+       to_timestamp(n.created_at_epoch_ms / 1000.0) AS sent_at
+FROM dbos.notifications n
+JOIN app.runs r ON r.id = n.destination_uuid
+WHERE n.topic = 'human_input' AND NOT n.consumed
+  AND r.status IN ('succeeded', 'failed', 'canceled', 'retries_exceeded')
+  AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+ORDER BY n.created_at_epoch_ms;
+
+-- name: doctor_stuck_versions
+-- Queued runs by app version, with whether a live worker serves that version.
+SELECT w.application_version AS app_version, count(*)::int AS n,
+       min(r.id) AS example_run,
+       extract(epoch FROM now() - to_timestamp(min(w.created_at) / 1000.0))::float8 AS oldest_s,
+       EXISTS (
+           SELECT 1 FROM app.workers k
+           WHERE k.stopped_at IS NULL AND k.app_version = w.application_version
+             AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+       ) AS served
+FROM dbos.workflow_status w
+JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.status = 'ENQUEUED'
+GROUP BY w.application_version
+ORDER BY w.application_version;
+
+-- name: doctor_dead_executors
+-- Runs pending on executors whose heartbeat stopped.
+SELECT w.executor_id, w.application_version AS app_version, count(*)::int AS n
+FROM dbos.workflow_status w
+JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.status = 'PENDING'
+  AND NOT EXISTS (
+      SELECT 1 FROM app.workers k
+      WHERE k.executor_id = w.executor_id AND k.stopped_at IS NULL
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
+GROUP BY w.executor_id, w.application_version
+ORDER BY w.executor_id;

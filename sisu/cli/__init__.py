@@ -12,7 +12,20 @@ import click
 import typer
 
 from sisu import __version__
-from sisu.cli import _output, crashdemo, db, demo, intent, policy, queue, run, serve, worker
+from sisu.cli import (
+    _output,
+    audit,
+    crashdemo,
+    db,
+    demo,
+    doctor,
+    intent,
+    policy,
+    queue,
+    run,
+    serve,
+    worker,
+)
 from sisu.errors import SisuError
 
 app = typer.Typer(
@@ -52,6 +65,8 @@ app.command(name="serve")(serve.serve)
 app.add_typer(queue.app, name="queue")
 app.add_typer(db.app, name="db")
 app.command(name="crashdemo")(crashdemo.crashdemo)
+app.command(name="audit")(audit.audit)
+app.command(name="doctor")(doctor.doctor)
 app.add_typer(policy.app, name="policy")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sisu.contracts.base import Contract
 
@@ -38,3 +38,34 @@ class CrashDemoResult(Contract):
     resumed_pid: int
     killed_at: datetime
     elapsed_seconds: float
+
+
+class AuditCheck(Contract):
+    name: str
+    ok: bool
+    count: int
+    detail: list[dict[str, Any]]
+    description: str
+    sql: str | None = None
+
+
+class AuditReport(Contract):
+    ok: bool
+    run_id: str | None
+    checks: list[AuditCheck]
+
+
+class Finding(Contract):
+    """One line of the triage table: what is wrong, how it was checked, what fixes it."""
+
+    name: str
+    ok: bool
+    symptom: str
+    check: str
+    fix: str | None
+    detail: Any = None
+
+
+class DoctorReport(Contract):
+    ok: bool
+    findings: list[Finding]

@@ -1,0 +1,240 @@
+"""`sisu doctor`: the ops manual's triage table as checks. Each finding says the symptom, how
+it was checked, and the command that fixes it."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+from sisu.config import Settings
+from sisu.contracts.ops import DoctorReport, Finding
+from sisu.db.connection import connect
+from sisu.db.queries import q
+from sisu.errors import SisuError
+
+
+def _database(url: str | None) -> tuple[Finding, bool]:
+    if url is None:
+        return (
+            Finding(
+                name="database",
+                ok=False,
+                symptom="the embedded PostgreSQL is not running",
+                check="postmaster.pid in $SISU_HOME/pg",
+                fix="sisu db up",
+            ),
+            False,
+        )
+    try:
+        with connect(url) as conn:
+            row = conn.execute("SHOW server_version").fetchone()
+    except SisuError as exc:
+        return (
+            Finding(
+                name="database",
+                ok=False,
+                symptom=f"database unreachable: {exc.message}",
+                check="connect to the database",
+                fix="check SISU_DATABASE_URL, or `sisu db up` for the embedded server",
+            ),
+            False,
+        )
+    version = row["server_version"] if row else "?"
+    return (
+        Finding(
+            name="database",
+            ok=True,
+            symptom=f"reachable (PostgreSQL {version})",
+            check="connect",
+            fix=None,
+        ),
+        True,
+    )
+
+
+def _workers(url: str, s: Settings) -> list[Finding]:
+    params = {"dead_after_seconds": s.worker_dead_after_seconds}
+    with connect(url) as conn:
+        live = conn.execute(q("live_workers"), params).fetchall()
+        stuck = conn.execute(q("doctor_stuck_versions"), params).fetchall()
+        dead = conn.execute(q("doctor_dead_executors"), params).fetchall()
+    found = [
+        Finding(
+            name="workers",
+            ok=bool(live),
+            symptom=(
+                f"{len(live)} live worker(s): "
+                + ", ".join(f"{w['executor_id']} ({w['app_version']})" for w in live)
+                if live
+                else "no live worker: queued runs will not start"
+            ),
+            check=f"app.workers heartbeats newer than {s.worker_dead_after_seconds:g}s",
+            fix=None if live else f"sisu worker --app-version {s.app_version}",
+            detail=[{"executorId": w["executor_id"], "appVersion": w["app_version"]} for w in live],
+        )
+    ]
+    for row in stuck:
+        if row["served"]:
+            continue
+        version = row["app_version"]
+        found.append(
+            Finding(
+                name="stranded_version",
+                ok=False,
+                symptom=f"{row['n']} run(s) stuck queued on app version {version!r}, which no "
+                f"live worker serves (oldest {row['oldest_s']:.0f}s, e.g. {row['example_run']})",
+                check="dbos.workflow_status ENQUEUED runs against app.workers app versions",
+                fix=f"sisu worker --app-version {version}   "
+                f"(or move a run: sisu run resume RUN_ID --app-version V)",
+                detail={"appVersion": version, "runs": row["n"], "exampleRun": row["example_run"]},
+            )
+        )
+    for row in dead:
+        found.append(
+            Finding(
+                name="dead_executor",
+                ok=False,
+                symptom=f"{row['n']} run(s) pending on executor {row['executor_id']!r}, which "
+                "stopped heartbeating (killed?)",
+                check="dbos.workflow_status PENDING runs against app.workers heartbeats",
+                fix=f"sisu worker --executor-id {row['executor_id']} --app-version "
+                f"{row['app_version']}   (a restarted worker recovers its own runs)",
+                detail={"executorId": row["executor_id"], "runs": row["n"]},
+            )
+        )
+    return found
+
+
+def _run_state(url: str, run_id: str) -> Finding:
+    with connect(url) as conn:
+        run = conn.execute(q("get_run"), {"id": run_id}).fetchone()
+    if run is None:
+        return Finding(
+            name="run",
+            ok=False,
+            symptom=f"run {run_id} does not exist (404)",
+            check="app.runs",
+            fix="sisu run list",
+        )
+    status = run["status"]
+    accepts = {
+        "waiting_input": "events: sisu run event ID --payload JSON",
+        "retries_exceeded": "repair: sisu run retry ID",
+        "failed": "repair: sisu run retry ID",
+        "queued": "cancel: sisu run cancel ID",
+        "running": "cancel: sisu run cancel ID",
+    }.get(status, "nothing: the run is finished")
+    return Finding(
+        name="run",
+        ok=True,
+        symptom=f"run {run_id} is {status}"
+        + ("" if status == "waiting_input" else " — an event to it gets 409 invalid_state"),
+        check="app.runs.status",
+        fix=f"it accepts {accepts}",
+        detail={"status": status, "nextAction": run["next_action"]},
+    )
+
+
+def _shim(api: str) -> Finding:
+    target = api.rstrip("/") + "/healthz"
+    try:
+        with urllib.request.urlopen(target, timeout=3) as resp:
+            body = json.loads(resp.read())
+        ok = bool(body.get("ok"))
+        symptom = f"api-shim healthy at {api} (app version {body.get('appVersion')})"
+    except Exception as exc:
+        ok, symptom = False, f"api-shim at {api} does not answer /healthz: {exc}"
+    return Finding(
+        name="api_shim",
+        ok=ok,
+        symptom=symptom,
+        check=f"GET {target}",
+        fix=None if ok else "sisu serve (with the same SISU_DATABASE_URL / SISU_HOME as workers)",
+    )
+
+
+def _ports(s: Settings, url: str | None) -> list[Finding]:
+    """Who holds the configured ports: a stale sisu process blocks a new shim or worker."""
+    import psutil
+
+    live_pids: set[int] = set()
+    if url is not None:
+        try:
+            with connect(url) as conn:
+                rows = conn.execute(
+                    q("live_workers"), {"dead_after_seconds": s.worker_dead_after_seconds}
+                ).fetchall()
+            live_pids = {r["pid"] for r in rows}
+        except SisuError:
+            pass
+    found = []
+    for label, port in (
+        ("api-shim port (PORT)", s.port),
+        ("worker admin port (ADMIN_PORT)", s.admin_port),
+    ):
+        try:
+            holders = [
+                c.pid
+                for c in psutil.net_connections(kind="tcp")
+                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
+            ]
+        except psutil.Error:
+            continue
+        for pid in holders:
+            try:
+                cmd = " ".join(psutil.Process(pid).cmdline())
+            except psutil.Error:
+                continue
+            is_sisu = "sisu" in cmd
+            stale = is_sisu and "worker" in cmd and pid not in live_pids
+            found.append(
+                Finding(
+                    name="port",
+                    ok=not stale,
+                    symptom=f"{label} {port} is held by pid {pid}: {cmd[:120]}"
+                    + (" — a worker that no longer heartbeats (stale)" if stale else ""),
+                    check="listening sockets",
+                    fix=f"kill {pid}" if stale else None,
+                    detail={"port": port, "pid": pid, "sisu": is_sisu},
+                )
+            )
+    return found
+
+
+def _policy() -> Finding:
+    from pathlib import Path
+
+    from sisu.audit import policy
+
+    violations = policy.check(Path(__file__).resolve().parents[1])
+    return Finding(
+        name="policy",
+        ok=not violations,
+        symptom="workflow purity and shim isolation hold"
+        if not violations
+        else f"{len(violations)} policy violation(s), first: {violations[0]}",
+        check="sisu policy check",
+        fix=None if not violations else "remove clock/random/env/IO use from workflow/wf/",
+    )
+
+
+def diagnose(
+    s: Settings, url: str | None, *, api: str | None = None, run_id: str | None = None
+) -> DoctorReport:
+    findings: list[Finding] = []
+    db_finding, reachable = _database(url)
+    findings.append(db_finding)
+    if reachable and url is not None:
+        findings.extend(_workers(url, s))
+        if run_id:
+            findings.append(_run_state(url, run_id))
+    if api:
+        findings.append(_shim(api))
+    findings.extend(_ports(s, url if reachable else None))
+    findings.append(_policy())
+    return DoctorReport(ok=all(f.ok for f in findings), findings=findings)
+
+
+def as_dicts(report: DoctorReport) -> list[dict[str, Any]]:
+    return [f.model_dump(by_alias=True) for f in report.findings]

@@ -1,0 +1,51 @@
+"""SQL oracles over `app.*` and `dbos.*`: each names a law and counts the rows that break it.
+The queries live in `sql/queries.sql` (`audit_*`), so an operator can re-run any of them in psql
+(`sisu audit -v` prints them with their parameters filled in)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import ClientCursor
+
+from sisu.contracts.ops import AuditCheck, AuditReport
+from sisu.db.connection import connect
+from sisu.db.queries import q
+
+# (check name, what a row of it means)
+CHECKS: tuple[tuple[str, str], ...] = (
+    ("duplicate_effects", "receipts the outside system saw more than once (seen_count > 1)"),
+    ("step_sequence", "succeeded runs without the four stable steps, each succeeded, in order"),
+    ("status_agreement", "runs whose app.runs status disagrees with dbos.workflow_status"),
+    ("compiler_calls", "CompileST attempts without a recorded request and response"),
+    ("stranded_runs", "queued runs no live worker serves, pending runs on a dead executor"),
+    ("unread_events", "human answers sent to runs that finished without reading them"),
+)
+DETAIL_ROWS = 20
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
+
+
+def run(
+    url: str, *, run_id: str | None = None, dead_after_seconds: float = 10.0, show_sql: bool = False
+) -> AuditReport:
+    params = {"run_id": run_id, "dead_after_seconds": dead_after_seconds}
+    checks = []
+    with connect(url) as conn:
+        mogrifier = ClientCursor(conn)
+        for name, description in CHECKS:
+            sql = q(f"audit_{name}")
+            rows = conn.execute(sql, params).fetchall()
+            checks.append(
+                AuditCheck(
+                    name=name,
+                    ok=not rows,
+                    count=len(rows),
+                    detail=[_jsonable(r) for r in rows[:DETAIL_ROWS]],
+                    description=description,
+                    sql=mogrifier.mogrify(sql, params) + ";" if show_sql else None,
+                )
+            )
+    return AuditReport(ok=all(c.ok for c in checks), run_id=run_id, checks=checks)

@@ -1,0 +1,43 @@
+"""`sisu audit`: the SQL oracles."""
+
+from __future__ import annotations
+
+import typer
+
+from sisu.cli import _output
+
+
+def audit(
+    run_id: str = typer.Option(None, "--run", help="Audit one run only."),
+    json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also print each check's SQL, ready for psql."
+    ),
+) -> None:
+    """Check the database against sisu's laws: no duplicate effects, every succeeded run has the
+    four steps in order, app and DBOS agree on status, every compile is recorded, no stranded
+    runs, no unread human answers. Exit 1 when any check fails."""
+    from sisu.audit import oracles
+    from sisu.cli._settings import database_url, settings
+
+    _output.use_json(json)
+    s = settings()
+    report = oracles.run(
+        database_url(s),
+        run_id=run_id,
+        dead_after_seconds=s.worker_dead_after_seconds,
+        show_sql=verbose,
+    )
+    if json:
+        _output.emit(report)
+    else:
+        for c in report.checks:
+            mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+            _output.out_console().print(f"{mark} {c.name:18} {c.count:5}  {c.description}")
+            if not c.ok:
+                for row in c.detail[:5]:
+                    _output.out_console().print(f"       {row}")
+            if verbose and c.sql:
+                _output.out_console().print(f"[dim]{c.sql}[/]", markup=True, highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
