@@ -350,3 +350,24 @@ WHERE w.status = 'PENDING'
         AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
 GROUP BY w.executor_id, w.application_version
 ORDER BY w.executor_id;
+
+-- name: chaos_in_execute
+-- A run of this drill inside ExecuteST right now (DecideST done, not finished).
+SELECT id FROM app.runs
+WHERE id = ANY(%(run_ids)s) AND status = 'running' AND last_step = 'DecideST'
+ORDER BY updated_at LIMIT 1;
+
+-- name: chaos_run_evidence
+SELECT r.updated_at, r.status,
+       (SELECT count(*) FROM app.mock_receipts m WHERE m.run_id = r.id)::int AS receipts,
+       EXISTS (SELECT 1 FROM app.run_steps s
+               WHERE s.run_id = r.id AND s.step_id = 'ExecuteST' AND s.phase = 'succeeded')
+           AS execute_done
+FROM app.runs r WHERE r.id = %(run_id)s;
+
+-- name: chaos_statuses
+SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROUP BY status;
+
+-- name: executor_pending_count
+SELECT count(*)::int AS n FROM dbos.workflow_status
+WHERE executor_id = %(executor_id)s AND status = 'PENDING';

@@ -114,7 +114,9 @@ def check_workflow_file(path: Path, root: Path, shown: str) -> list[Violation]:
                 )
             )
     # One finding per line and rule is enough to act on.
-    unique = {(v.line, v.rule, v.detail): v for v in found}
+    unique: dict[tuple[int, str], Violation] = {}
+    for v in found:
+        unique.setdefault((v.line, v.rule), v)
     return sorted(unique.values(), key=lambda v: v.line)
 
 

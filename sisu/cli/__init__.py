@@ -8,13 +8,16 @@ from __future__ import annotations
 import sys
 import traceback
 
-import click
 import typer
+
+# typer >= 0.26 vendors click, so its usage errors are not `click.ClickException`s.
+from typer._click.exceptions import ClickException as _UsageProblem
 
 from sisu import __version__
 from sisu.cli import (
     _output,
     audit,
+    chaos,
     crashdemo,
     db,
     demo,
@@ -65,6 +68,7 @@ app.command(name="serve")(serve.serve)
 app.add_typer(queue.app, name="queue")
 app.add_typer(db.app, name="db")
 app.command(name="crashdemo")(crashdemo.crashdemo)
+app.command(name="chaos")(chaos.chaos)
 app.command(name="audit")(audit.audit)
 app.command(name="doctor")(doctor.doctor)
 app.add_typer(policy.app, name="policy")
@@ -79,10 +83,10 @@ def main() -> None:
         if _output.state.verbose:
             traceback.print_exc()
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
+    except _UsageProblem as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("aborted\n")
         sys.exit(130)
     except Exception as exc:

@@ -14,9 +14,11 @@ def audit(
         False, "--verbose", "-v", help="Also print each check's SQL, ready for psql."
     ),
 ) -> None:
-    """Check the database against sisu's laws: no duplicate effects, every succeeded run has the
-    four steps in order, app and DBOS agree on status, every compile is recorded, no stranded
-    runs, no unread human answers. Exit 1 when any check fails."""
+    """Check the database against sisu's laws (SQL oracles).
+
+    No duplicate effects, every succeeded run has the four steps in order, app and DBOS agree
+    on status, every compile is recorded, no stranded runs, no unread human answers. Exit 1
+    when any check fails."""
     from sisu.audit import oracles
     from sisu.cli._settings import database_url, settings
 

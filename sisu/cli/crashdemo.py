@@ -13,8 +13,11 @@ def crashdemo(
     ),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Kill -9 a real worker mid-workflow, restart it, and check from rows that the workflow
-    finished (SUCCESS) with exactly one s1 and one s2 mark. Exit 0 only when every oracle holds."""
+    """Prove kill -9 durability with a real worker.
+
+    Kills the worker with SIGKILL mid-workflow, restarts it, and checks from rows that the
+    workflow finished (SUCCESS) with exactly one s1 and one s2 mark. Exit 0 only when every
+    oracle holds."""
     from sisu.cli._settings import database_url, settings
     from sisu.drills import crashdemo as drill
 

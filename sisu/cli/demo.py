@@ -11,8 +11,11 @@ def demo(
     goal: str = typer.Option("demo: say hello to the outside system", "--goal", help="The goal."),
     json: bool = typer.Option(False, "--json", help="Print the final RunView as JSON."),
 ) -> None:
-    """Start a worker in the background, create and run an intent, watch it to the end,
-    print the RunView, stop the worker. Uses the embedded database unless SISU_DATABASE_URL."""
+    """Run sisu's main job end to end.
+
+    Starts a worker in the background, creates and runs an intent, watches it to the end,
+    prints the RunView and stops the worker. Uses the embedded database unless
+    SISU_DATABASE_URL is set."""
     import uuid
 
     from sisu.cli import _render

@@ -16,7 +16,9 @@ def doctor(
     ),
     json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
 ) -> None:
-    """Check the database, live workers and their app versions, stranded runs, the api-shim,
+    """Triage: find what is wrong and name the fix.
+
+    Checks the database, live workers and their app versions, stranded runs, the api-shim,
     stale processes on the configured ports and the code policy. Each finding says the
     symptom, the check and the fix. Exit 1 when anything needs fixing."""
     from sisu.audit import doctor as doc

@@ -132,8 +132,9 @@ def run(
     ),
     json: bool = JSON,
 ) -> None:
-    """Start the intent's run (its one durable workflow; runId = intentId). Running an intent
-    again returns its existing run."""
+    """Start the intent's run (its one durable workflow; runId = intentId).
+
+    Running an intent again returns its existing run."""
     from sisu.cli import _render
     from sisu.cli._backend import backend
     from sisu.contracts.runs import RunRequest

@@ -40,8 +40,9 @@ def policy(json: bool = JSON) -> None:
 
 @app.command(name="list")
 def list_(json: bool = JSON) -> None:
-    """Queue depth: runs waiting or executing per queue, lane, partition and status, with the
-    age of the oldest."""
+    """Queue depth:
+
+    runs waiting or executing per queue, lane, partition and status, with the age of the oldest."""
     from sisu.cli._backend import backend
     from sisu.service import queues
 

@@ -57,8 +57,9 @@ def watch(
     run_id: str = typer.Argument(..., help="Run id (= intent id)."),
     timeout: float = typer.Option(None, "--timeout", min=0, help="Give up after N seconds."),
 ) -> None:
-    """Watch a run live until it is terminal or waits for input. Exit 0 succeeded, 10
-    waiting_input, 1 failed/canceled/retries_exceeded, 124 on --timeout."""
+    """Watch a run live until it is terminal or waits for input.
+
+    Exit 0 succeeded, 10 waiting_input, 1 failed/canceled/retries_exceeded, 124 on --timeout."""
     from sisu.cli import _render
     from sisu.cli._backend import backend
     from sisu.service import views
@@ -198,8 +199,9 @@ YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 def retry(
     run_id: str = RUN_ID, status: str = STATUS, all_: bool = ALL, yes: bool = YES, json: bool = JSON
 ) -> None:
-    """Repair a run that is retries_exceeded or failed: the same workflow resumes at the failed
-    step; completed steps are not executed again."""
+    """Repair a run that is retries_exceeded or failed:
+
+    the same workflow resumes at the failed step; completed steps are not executed again."""
     _bulk("retry", run_id, status, all_, yes, json)
 
 

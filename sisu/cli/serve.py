@@ -11,8 +11,10 @@ def serve(
         None, "--port", help="Port to bind (env PORT, default 3001).", show_default=False
     ),
 ) -> None:
-    """Run the api-shim: validates, writes intents and runs, enqueues. It never executes
-    workflows (run `sisu worker` for that). A non-loopback --host requires SISU_API_TOKEN."""
+    """Run the HTTP api-shim.
+
+    It validates, writes intents and runs, and enqueues; it never executes workflows (run
+    `sisu worker` for that). A non-loopback --host requires SISU_API_TOKEN."""
     from sisu.api.server import serve as run_server
     from sisu.cli._output import info
     from sisu.cli._settings import database_url, settings

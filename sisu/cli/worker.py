@@ -29,6 +29,12 @@ def worker(
         "--app-version",
         help="Application version served (env SISU_APP_VERSION, else DBOS__APPVERSION, else v1).",
     ),
+    grace: float = typer.Option(
+        10.0,
+        "--grace",
+        min=0,
+        help="On SIGTERM: seconds to let in-flight workflows finish before exiting.",
+    ),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
     ),
@@ -64,6 +70,7 @@ def worker(
         concurrency=concurrency,
         queues=tuple(queue) if queue else (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE),
         home=s.home,
+        grace_seconds=grace,
         global_concurrency=s.global_concurrency,
         partition_concurrency=s.partition_concurrency,
         heartbeat_seconds=s.heartbeat_seconds,

@@ -69,3 +69,36 @@ class Finding(Contract):
 class DoctorReport(Contract):
     ok: bool
     findings: list[Finding]
+
+
+class Percentiles(Contract):
+    p50: float | None
+    max: float | None
+
+
+class KillRecord(Contract):
+    """One injected fault, with the evidence of where it landed."""
+
+    iteration: int
+    fault: str
+    point: str
+    run_id: str | None
+    at: datetime
+    pid: int | None
+    receipts_at_kill: int
+    execute_done_at_kill: bool
+    recovery_seconds: float | None
+
+
+class ChaosResult(Contract):
+    ok: bool
+    iterations: int
+    kills: int
+    runs: int
+    succeeded: int
+    duplicates: int
+    pending_left: int
+    recovery_seconds: Percentiles
+    audit_ok: bool
+    skipped: str | None = None
+    kill_log: list[KillRecord]

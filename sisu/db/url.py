@@ -20,15 +20,26 @@ def resolve(settings: Settings, *, start: bool = True) -> str | None:
 
 
 def redact(url: str) -> str:
-    """The URL without its password, safe to print."""
+    """The connection string without its password (in the user part, in a `password=` query
+    parameter, or in a key=value conninfo), safe to print."""
+    if "://" not in url:
+        return " ".join(
+            "password=***" if word.lower().startswith("password=") else word for word in url.split()
+        )
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else host
-    return urlunsplit(parts._replace(netloc=netloc))
+    netloc = parts.netloc
+    userinfo, at, hostport = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
+    query = (
+        "&".join(
+            "password=***" if pair.lower().startswith("password=") else pair
+            for pair in parts.query.split("&")
+        )
+        if parts.query
+        else parts.query
+    )
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def sqlalchemy_url(url: str) -> str:

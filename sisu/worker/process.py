@@ -18,7 +18,9 @@ from typing import Any
 
 from sisu import engine
 from sisu.db import migrations
-from sisu.errors import ValidationFailed
+from sisu.db.connection import connect
+from sisu.db.queries import q
+from sisu.errors import SisuError, ValidationFailed
 from sisu.worker import admin, heartbeat
 
 log = logging.getLogger("sisu.worker")
@@ -36,6 +38,7 @@ class WorkerOptions:
     home: Path
     heartbeat_seconds: float
     dead_after_seconds: float
+    grace_seconds: float = 10.0
     global_concurrency: int | None = None
     partition_concurrency: int = 4
 
@@ -62,6 +65,18 @@ def _register_queue(dbos: Any, name: str, opts: WorkerOptions) -> None:
         polling_interval_sec=engine.QUEUE_POLL_SECONDS,
         on_conflict="always_update",
     )
+
+
+def _grace(opts: WorkerOptions) -> int:
+    """The grace period to wait, or 0 when nothing of this worker is in flight."""
+    try:
+        with connect(opts.url) as conn:
+            row = conn.execute(
+                q("executor_pending_count"), {"executor_id": opts.executor_id}
+            ).fetchone()
+    except SisuError:
+        return 0
+    return int(opts.grace_seconds) if row and row["n"] else 0
 
 
 def run(opts: WorkerOptions) -> int:
@@ -133,9 +148,12 @@ def run(opts: WorkerOptions) -> int:
 
     stop.wait()
     log.info("worker %s stopping", opts.executor_id)
-    beat.stop()
     admin_server.shutdown()
-    DBOS.destroy()
+    # Graceful: DBOS stops dequeuing first, then waits up to the grace period for the
+    # workflows in flight; what is left is recovered like a crash. The heartbeat goes on
+    # meanwhile, so that nobody takes this worker for dead while it finishes.
+    DBOS.destroy(workflow_completion_timeout_sec=_grace(opts))
+    beat.stop()
     logging.shutdown()
     sys.stderr.flush()
     # Workflow threads still inside a durable sleep would keep the interpreter alive; whatever is

@@ -40,7 +40,12 @@ def run(name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R
     """Run `func` as the datasource step `name`; its writes and the checkpoint commit together."""
     if _datasource is None:
         raise RuntimeError("datasource not bound: call sisu.workflow.steps.datasource.bind(url)")
-    return _datasource.run_tx_step({"name": name}, func, *args, **kwargs)
+    # READ COMMITTED: each step writes its own run's rows, and exactly-once comes from the
+    # checkpoint row committing in this transaction (a replay finds it), not from isolation.
+    # SERIALIZABLE here made concurrent runs fail each other on predicate-lock false positives.
+    return _datasource.run_tx_step(
+        {"name": name, "isolation_level": "READ COMMITTED"}, func, *args, **kwargs
+    )
 
 
 def connection() -> psycopg.Connection[Any]:

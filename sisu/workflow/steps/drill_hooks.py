@@ -21,6 +21,6 @@ def after_effect(run_id: str) -> None:
     marker_dir = os.environ.get(ENV_MARKER_DIR)
     if marker_dir:
         # The drill waits for this file, then kills: the kill lands inside the pause.
-        marker = Path(marker_dir) / f"{run_id}.after-effect"
+        marker = Path(marker_dir) / f"{run_id}.{time.time_ns()}.after-effect"
         marker.write_text(datetime.now(UTC).isoformat())
     time.sleep(float(pause))

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import psycopg
+import psycopg.errors
 from psycopg.types.json import Jsonb
 
 from sisu.db.queries import q
@@ -82,6 +83,10 @@ def _run_step(
     except StepError as exc:
         _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
         raise
+    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+        transient = TransientStepError(f"{type(exc).__name__}: {exc}")
+        _record_failed_attempt(run_id, step_id, started_at, transient.as_error(step_id))
+        raise transient from exc
     except Exception as exc:
         error = StepError(f"{type(exc).__name__}: {exc}")
         _record_failed_attempt(run_id, step_id, started_at, error.as_error(step_id))

@@ -1,0 +1,295 @@
+"""The chaos drill (Walkthrough E): real workers killed with SIGKILL at chosen moments — inside
+ExecuteST, or after a delivery to the outside system and before the step's checkpoint — or the
+database restarted, or the api-shim killed mid-request; then the runs are drained and audited.
+Zero duplicate effects and every run succeeded, or the drill fails."""
+
+from __future__ import annotations
+
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sisu.audit import oracles
+from sisu.config import Settings
+from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
+from sisu.contracts.runs import IntentCreate, RunRequest
+from sisu.db import embedded
+from sisu.db.connection import connect
+from sisu.db.queries import q
+from sisu.drills.processes import WorkerProcess, wait_for
+from sisu.errors import ValidationFailed
+from sisu.service import intents
+from sisu.service.backend import Backend
+from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR, ENV_PAUSE
+
+KILL_POINTS = ("execute", "after-effect", "random")
+FAULTS = ("worker-kill", "postgres-restart", "shim-kill")
+TERMINAL = {"succeeded", "failed", "canceled", "retries_exceeded"}
+# ExecuteST holds still this long before delivering (inputs.sleepMs), and a drill worker pauses
+# this long after each delivery, so that a kill can land in either window.
+EXECUTE_SLEEP_MS = 600
+AFTER_EFFECT_PAUSE_S = 0.4
+TASKS_PER_RUN = 2
+
+
+@dataclass
+class Drill:
+    url: str
+    settings: Settings
+    iterations: int
+    runs: int
+    kill_point: str
+    fault: str
+    rng: random.Random
+    progress: Callable[[str], None]
+    work_dir: Path
+    run_ids: list[str] = field(default_factory=list)
+    kills: list[KillRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.executor_id = f"chaos-{uuid.uuid4().hex[:8]}"
+        self.markers = self.work_dir / "markers"
+        self.markers.mkdir(parents=True, exist_ok=True)
+        self.backend = Backend.from_settings(self.url, self.settings, pool_size=2)
+        self.worker: WorkerProcess | None = None
+        self.seen_markers: set[str] = set()
+
+    # -- processes -------------------------------------------------------------------------
+
+    def start_worker(self) -> WorkerProcess:
+        env = {"SISU_HOME": str(self.settings.home), ENV_MARKER_DIR: str(self.markers)}
+        if self.kill_point in ("after-effect", "random") and self.fault == "worker-kill":
+            env[ENV_PAUSE] = str(AFTER_EFFECT_PAUSE_S)
+        self.worker = WorkerProcess(
+            url=self.url,
+            executor_id=self.executor_id,
+            app_version=self.settings.app_version,
+            log_path=self.work_dir / f"{self.executor_id}.log",
+            extra_env=env,
+        ).start()
+        return self.worker
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def submit(self, count: int) -> None:
+        for _ in range(count):
+            intent = intents.create_intent(
+                self.backend,
+                IntentCreate(
+                    goal="chaos drill: deliver under fire",
+                    inputs={"sleepMs": EXECUTE_SLEEP_MS, "tasks": TASKS_PER_RUN},
+                ),
+            )
+            intents.start_run(self.backend, intent.intent_id, RunRequest(trace_id="chaos"))
+            self.run_ids.append(intent.intent_id)
+
+    def statuses(self) -> dict[str, int]:
+        with connect(self.url) as conn:
+            rows = conn.execute(q("chaos_statuses"), {"run_ids": self.run_ids}).fetchall()
+        return {r["status"]: r["n"] for r in rows}
+
+    def unfinished(self) -> int:
+        return sum(n for s, n in self.statuses().items() if s not in TERMINAL)
+
+    def evidence(self, run_id: str) -> dict[str, Any]:
+        with connect(self.url) as conn:
+            row = conn.execute(q("chaos_run_evidence"), {"run_id": run_id}).fetchone()
+        assert row is not None
+        return dict(row)
+
+    # -- targets ---------------------------------------------------------------------------
+
+    def wait_in_execute(self) -> str:
+        def probe() -> str | None:
+            with connect(self.url) as conn:
+                row = conn.execute(q("chaos_in_execute"), {"run_ids": self.run_ids}).fetchone()
+            return row["id"] if row else None
+
+        run_id = wait_for("a run inside ExecuteST", probe, timeout=60, worker=self.worker)
+        # Land somewhere inside the step's pre-delivery window, not always at its start.
+        time.sleep(self.rng.uniform(0, EXECUTE_SLEEP_MS / 1000 / 2))
+        return run_id
+
+    def wait_after_effect(self) -> str:
+        # Only a delivery made from now on: older markers belong to deliveries long checkpointed.
+        self.seen_markers.update(m.name for m in self.markers.glob("*.after-effect"))
+
+        def probe() -> str | None:
+            for marker in self.markers.glob("*.after-effect"):
+                if marker.name not in self.seen_markers:
+                    self.seen_markers.add(marker.name)
+                    return marker.name.split(".")[0]
+            return None
+
+        return wait_for("a delivery awaiting its checkpoint", probe, timeout=60, worker=self.worker)
+
+    def wait_recovered(self, run_id: str, since: datetime) -> float | None:
+        """Seconds from the fault to the interrupted run's next checkpoint."""
+
+        def probe() -> datetime | None:
+            ev = self.evidence(run_id)
+            return ev["updated_at"] if ev["updated_at"] > since else None
+
+        try:
+            moved = wait_for("the run's next checkpoint", probe, timeout=90, worker=self.worker)
+        except Exception:
+            return None
+        return round((moved - since).total_seconds(), 3)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def kill_worker(self, iteration: int) -> None:
+        point = self.kill_point
+        if point == "random":
+            point = self.rng.choice(("execute", "after-effect"))
+        run_id = self.wait_in_execute() if point == "execute" else self.wait_after_effect()
+        assert self.worker is not None
+        pid = self.worker.pid
+        self.worker.kill()
+        at = datetime.now(UTC)
+        before = self.evidence(run_id)
+        self.progress(f"kill {iteration}: SIGKILL pid {pid} at {point} of run {run_id[:8]}")
+        self.start_worker()
+        self.kills.append(
+            KillRecord(
+                iteration=iteration,
+                fault="worker-kill",
+                point=point,
+                run_id=run_id,
+                at=at,
+                pid=pid,
+                receipts_at_kill=before["receipts"],
+                execute_done_at_kill=before["execute_done"],
+                recovery_seconds=None
+                if before["status"] in TERMINAL
+                else self.wait_recovered(run_id, at),
+            )
+        )
+
+    def restart_postgres(self, iteration: int) -> None:
+        run_id = self.wait_in_execute()
+        at = datetime.now(UTC)
+        embedded.stop(self.settings.home)
+        embedded.start(self.settings.home)
+        before = self.evidence(run_id)
+        self.progress(f"fault {iteration}: restarted the embedded PostgreSQL mid-run")
+        self.kills.append(
+            KillRecord(
+                iteration=iteration,
+                fault="postgres-restart",
+                point="execute",
+                run_id=run_id,
+                at=at,
+                pid=None,
+                receipts_at_kill=before["receipts"],
+                execute_done_at_kill=before["execute_done"],
+                recovery_seconds=self.wait_recovered(run_id, at),
+            )
+        )
+
+    # -- the drill -------------------------------------------------------------------------
+
+    def run(self) -> ChaosResult:
+        started = time.monotonic()
+        self.start_worker()
+        try:
+            self.submit(self.runs)
+            for i in range(1, self.iterations + 1):
+                if self.unfinished() == 0:
+                    self.submit(self.runs)
+                if self.fault == "postgres-restart":
+                    self.restart_postgres(i)
+                else:
+                    self.kill_worker(i)
+            self.progress(f"draining {self.unfinished()} unfinished run(s)")
+            wait_for(
+                "every run to finish",
+                lambda: True if self.unfinished() == 0 else None,
+                timeout=180,
+                worker=self.worker,
+                interval=0.2,
+            )
+        finally:
+            if self.worker is not None:
+                self.worker.stop()
+            self.backend.close()
+        return self.result(time.monotonic() - started)
+
+    def result(self, _elapsed: float) -> ChaosResult:
+        report = oracles.run(self.url, dead_after_seconds=self.settings.worker_dead_after_seconds)
+        duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
+        statuses = self.statuses()
+        succeeded = statuses.get("succeeded", 0)
+        recoveries = [k.recovery_seconds for k in self.kills if k.recovery_seconds is not None]
+        return ChaosResult(
+            ok=succeeded == len(self.run_ids) and duplicates == 0 and report.ok,
+            iterations=self.iterations,
+            kills=len(self.kills),
+            runs=len(self.run_ids),
+            succeeded=succeeded,
+            duplicates=duplicates,
+            pending_left=len(self.run_ids) - sum(statuses.get(s, 0) for s in TERMINAL),
+            recovery_seconds=Percentiles(
+                p50=statistics.median(recoveries) if recoveries else None,
+                max=max(recoveries) if recoveries else None,
+            ),
+            audit_ok=report.ok,
+            kill_log=self.kills,
+        )
+
+
+def run(
+    url: str,
+    settings: Settings,
+    *,
+    iterations: int,
+    runs: int,
+    kill_point: str,
+    fault: str,
+    seed: int | None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> ChaosResult:
+    if kill_point not in KILL_POINTS:
+        raise ValidationFailed(f"--kill-point must be one of {', '.join(KILL_POINTS)}")
+    if fault not in FAULTS:
+        raise ValidationFailed(f"--fault must be one of {', '.join(FAULTS)}")
+    if fault == "shim-kill":
+        from sisu.drills import shim_chaos
+
+        return shim_chaos.run(url, settings, iterations=iterations, runs=runs, progress=progress)
+    if fault == "postgres-restart" and not settings.embedded:
+        progress("SISU_DATABASE_URL points at an external server, which the drill cannot restart")
+        return ChaosResult(
+            ok=True,
+            iterations=iterations,
+            kills=0,
+            runs=0,
+            succeeded=0,
+            duplicates=0,
+            pending_left=0,
+            recovery_seconds=Percentiles(p50=None, max=None),
+            audit_ok=True,
+            skipped="external database: postgres-restart needs the embedded server",
+            kill_log=[],
+        )
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="chaos-", dir=settings.logs_dir))
+    drill = Drill(
+        url=url,
+        settings=settings,
+        iterations=iterations,
+        runs=runs,
+        kill_point=kill_point,
+        fault=fault,
+        rng=random.Random(seed),
+        progress=progress,
+        work_dir=work_dir,
+    )
+    return drill.run()

@@ -1,0 +1,191 @@
+"""`sisu chaos --fault shim-kill`: kill -9 the api-shim while clients are submitting. Clients
+retry as a careful client would (a trigger is idempotent: the same intent converges on its one
+run); every intent the shim accepted (201) must end with exactly one succeeded run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sisu.audit import oracles
+from sisu.config import Settings
+from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
+from sisu.db.connection import connect
+from sisu.db.queries import q
+from sisu.drills.processes import WorkerProcess
+
+TERMINAL = {"succeeded", "failed", "canceled", "retries_exceeded"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Shim:
+    def __init__(self, url: str, port: int, log_path: Any) -> None:
+        self.url, self.port, self.log_path = url, port, log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "SISU_DATABASE_URL": self.url}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "sisu", "serve", "--port", str(self.port)],
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                _request("GET", f"http://127.0.0.1:{self.port}/healthz", None, timeout=1)
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"api-shim did not come up on port {self.port}")
+
+    def kill(self) -> int:
+        assert self.proc is not None
+        pid = self.proc.pid
+        os.kill(pid, signal.SIGKILL)
+        self.proc.wait()
+        return pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def _request(method: str, url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
+
+
+def _until_ok(call: Callable[[], tuple[int, Any]], ok: int, deadline: float) -> Any:
+    """Retry through a dead shim (connection errors) until it answers `ok`."""
+    while time.monotonic() < deadline:
+        try:
+            status, body = call()
+        except OSError:
+            time.sleep(0.1)
+            continue
+        if status == ok:
+            return body
+        raise RuntimeError(f"unexpected HTTP {status}: {body}")
+    raise TimeoutError("gave up retrying through the dead api-shim")
+
+
+def run(
+    url: str,
+    settings: Settings,
+    *,
+    iterations: int,
+    runs: int,
+    progress: Callable[[str], None],
+) -> ChaosResult:
+    logs = settings.logs_dir
+    logs.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    worker = WorkerProcess(
+        url=url,
+        executor_id=f"shimchaos-{uuid.uuid4().hex[:8]}",
+        app_version=settings.app_version,
+        log_path=logs / "shim-chaos-worker.log",
+        extra_env={"SISU_HOME": str(settings.home)},
+    ).start()
+    shim = Shim(url, port, logs / "shim-chaos-shim.log")
+    shim.start()
+    accepted: list[str] = []
+    lock = threading.Lock()
+    total = max(runs, iterations * 2)
+    deadline = time.monotonic() + 180
+
+    def post(path: str, body: dict[str, Any]) -> Callable[[], tuple[int, Any]]:
+        return lambda: _request("POST", f"{base}{path}", body)
+
+    def client(n: int) -> None:
+        for i in range(n):
+            created = _until_ok(post("/intents", {"goal": f"shim chaos {i}"}), 201, deadline)
+            intent_id = created["intentId"]
+            with lock:
+                accepted.append(intent_id)
+            _until_ok(post(f"/intents/{intent_id}/run", {"traceId": "chaos"}), 202, deadline)
+
+    threads = [threading.Thread(target=client, args=(total // 2 + k,)) for k in range(2)]
+    kills: list[KillRecord] = []
+    rng = random.Random(0)
+    try:
+        for t in threads:
+            t.start()
+        for i in range(1, iterations + 1):
+            time.sleep(rng.uniform(0.05, 0.4))
+            at = datetime.now(UTC)
+            pid = shim.kill()
+            progress(f"kill {i}: SIGKILL api-shim pid {pid}")
+            started = time.monotonic()
+            shim.start()
+            kills.append(
+                KillRecord(
+                    iteration=i, fault="shim-kill", point="request", run_id=None, at=at, pid=pid,
+                    receipts_at_kill=0, execute_done_at_kill=False,
+                    recovery_seconds=round(time.monotonic() - started, 3),
+                )
+            )  # fmt: skip
+        for t in threads:
+            t.join()
+        while time.monotonic() < deadline:
+            with connect(url) as conn:
+                rows = conn.execute(q("chaos_statuses"), {"run_ids": accepted}).fetchall()
+            statuses = {r["status"]: r["n"] for r in rows}
+            if sum(n for s, n in statuses.items() if s in TERMINAL) >= len(accepted):
+                break
+            time.sleep(0.2)
+    finally:
+        shim.stop()
+        worker.stop()
+    report = oracles.run(url, dead_after_seconds=settings.worker_dead_after_seconds)
+    duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
+    succeeded = statuses.get("succeeded", 0)
+    recoveries = [k.recovery_seconds for k in kills if k.recovery_seconds is not None]
+    return ChaosResult(
+        ok=succeeded == len(accepted) and duplicates == 0 and report.ok,
+        iterations=iterations,
+        kills=len(kills),
+        runs=len(accepted),
+        succeeded=succeeded,
+        duplicates=duplicates,
+        pending_left=len(accepted) - sum(statuses.get(s, 0) for s in TERMINAL),
+        recovery_seconds=Percentiles(
+            p50=statistics.median(recoveries) if recoveries else None,
+            max=max(recoveries) if recoveries else None,
+        ),
+        audit_ok=report.ok,
+        kill_log=kills,
+    )

@@ -1,0 +1,320 @@
+"""The api-shim as an operator meets it: a real `sisu serve` on a free port and a real `sisu
+worker`, over real HTTP. The ops-manual flow, fail-closed rejections (zero rows written), the
+bind guard and bearer token, and /healthz with the database up and gone."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sisu.drills.processes import WorkerProcess
+from tests.helpers import rows, run_sisu, table_counts
+from tests.runloop_support import (
+    COUNTED_TABLES,
+    ERROR_KEYS,
+    STEP_IDS,
+    assert_runview_shape,
+    clone_template,
+    drop_database,
+    free_port,
+    poll,
+    running_serve,
+    running_worker,
+    wait_workflow_status,
+)
+
+
+def base_env(url: str, home: Path) -> dict[str, str]:
+    """Like the `sisu_env` fixture, for a database this module owns."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(
+        SISU_DATABASE_URL=url,
+        SISU_HOME=str(home),
+        NO_COLOR="1",
+        COLUMNS="200",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+# One database, api-shim and worker for the flow and rejection tests: every assertion below is
+# about rows of its own intent or about row counts taken before and after, so sharing is safe.
+
+
+@pytest.fixture(scope="module")
+def api_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    name, url = clone_template(pg_admin_url, template_db)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def api_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("api")
+
+
+@pytest.fixture(scope="module")
+def api_worker(api_db: str, api_tmp: Path) -> Iterator[WorkerProcess]:
+    with running_worker(api_db, api_tmp, name="api") as worker:
+        yield worker
+
+
+@pytest.fixture(scope="module")
+def api(api_db: str, api_tmp: Path, api_worker: WorkerProcess) -> Iterator[httpx.Client]:
+    env = base_env(api_db, api_tmp / "home")
+    with running_serve(env, api_tmp / "logs" / "serve.log") as server:
+        first = server.wait_responding("/healthz")
+        assert first.status_code == 200, first.text
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            yield client
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == ERROR_KEYS, body
+    assert body["error"] == code, body
+    assert isinstance(body["message"], str)
+    assert body["message"]
+    return body
+
+
+def create_intent(api: httpx.Client, **inputs: Any) -> str:
+    r = api.post("/intents", json={"goal": "demo", "inputs": inputs, "constraints": {}})
+    assert r.status_code == 201, r.text
+    return str(r.json()["intentId"])
+
+
+def test_ops_manual_flow(api: httpx.Client, api_db: str) -> None:
+    r = api.post("/intents", json={"goal": "demo", "inputs": {}, "constraints": {}})
+    assert r.status_code == 201, r.text
+    assert list(r.json()) == ["intentId"]
+    intent_id = r.json()["intentId"]
+
+    r = api.post(f"/intents/{intent_id}/run", json={"traceId": "ops-01"})
+    assert r.status_code == 202, r.text
+    started = r.json()
+    assert set(started) == {"runId", "workflowId", "intentId", "status"}
+    assert started["runId"] == started["workflowId"] == started["intentId"] == intent_id
+    assert started["status"] == "queued"
+
+    def settled() -> dict[str, Any] | None:
+        got = api.get(f"/runs/{intent_id}")
+        assert got.status_code == 200, got.text
+        view: dict[str, Any] = got.json()
+        assert view["status"] not in {"failed", "canceled", "retries_exceeded"}, view
+        return view if view["status"] == "succeeded" else None
+
+    view = poll("the run to succeed", settled, timeout=60, interval=0.1)
+    assert_runview_shape(view)
+    wait_workflow_status(api_db, intent_id, "SUCCESS")
+    assert view["runId"] == view["workflowId"] == view["intentId"] == intent_id
+    assert view["traceId"] == "ops-01"
+    assert view["nextAction"] is None
+    assert view["lastStep"] == "ExecuteST"
+    assert [(s["stepId"], s["attempt"], s["phase"]) for s in view["steps"]] == [
+        (step, 1, "succeeded") for step in STEP_IDS
+    ]
+    assert rows(
+        api_db, "SELECT status, name FROM dbos.workflow_status WHERE workflow_uuid = %s",
+        (intent_id,),
+    ) == [{"status": "SUCCESS", "name": "RunIntentWF"}]  # fmt: skip
+
+    again = api.post(f"/intents/{intent_id}/run", json={"traceId": "ops-02"})
+    assert again.status_code == 202, again.text
+    assert again.json()["runId"] == intent_id
+    assert again.json()["status"] == "succeeded"
+    assert len(rows(api_db, "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s",
+                    (intent_id,))) == 1  # fmt: skip
+
+
+def test_a_run_request_without_a_body_is_accepted(api: httpx.Client) -> None:
+    intent_id = create_intent(api)
+    r = api.post(f"/intents/{intent_id}/run")
+    assert r.status_code == 202, r.text
+    assert r.json()["runId"] == intent_id
+
+
+# Each rejection: (method, path template, body kwargs, status, error code). "{intent}" is an
+# intent that exists and has no run yet.
+REJECTIONS = [
+    pytest.param(
+        "POST", "/intents",
+        {"content": b'{"goal": "demo",', "headers": {"content-type": "application/json"}},
+        400, "invalid_json", id="bad-json",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"inputs": {}, "constraints": {}}},
+        400, "validation_error", id="missing-goal",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "inputs": {}, "constraints": {}, "x": 1}},
+        400, "validation_error", id="unknown-intent-field",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "inputs": [1]}},
+        400, "validation_error", id="inputs-not-an-object",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "", "inputs": {}}},
+        400, "validation_error", id="empty-goal",
+    ),
+    pytest.param(
+        "POST", "/intents/{intent}/run", {"json": {"traceId": "t", "bogus": True}},
+        400, "validation_error", id="unknown-run-field",
+    ),
+    pytest.param(
+        "POST", "/intents/{intent}/run",
+        {"content": b"{nope", "headers": {"content-type": "application/json"}},
+        400, "invalid_json", id="bad-json-run",
+    ),
+    pytest.param(
+        "POST", "/intents/no-such-intent/run", {"json": {"traceId": "t"}},
+        404, "not_found", id="run-unknown-intent",
+    ),
+    pytest.param("GET", "/runs/no-such-run", {}, 404, "not_found", id="get-unknown-run"),
+    pytest.param(
+        "GET", "/runs?status=bogus", {}, 400, "validation_error", id="list-bogus-status"
+    ),
+    pytest.param("GET", "/runs?limit=0", {}, 400, "validation_error", id="list-limit-0"),
+    pytest.param("GET", "/runs?limit=abc", {}, 400, "validation_error", id="list-limit-text"),
+    pytest.param(
+        "POST", "/intents/{intent}/run", {"json": {"traceId": 5}},
+        400, "validation_error", id="run-trace-id-number",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": ["goal", "demo"]}, 400, "validation_error", id="body-array"
+    ),
+    pytest.param("GET", "/no-such-route", {}, 404, "not_found", id="unknown-route"),
+    pytest.param("DELETE", "/intents", {}, 405, "method_not_allowed", id="wrong-method"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), REJECTIONS)
+def test_rejections_fail_closed(
+    api: httpx.Client,
+    api_db: str,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int,
+    code: str,
+) -> None:
+    if "{intent}" in path:
+        path = path.format(intent=create_intent(api))
+    before = table_counts(api_db, COUNTED_TABLES)
+    response = api.request(method, path, **kwargs)
+    error_of(response, status, code)
+    assert table_counts(api_db, COUNTED_TABLES) == before
+
+
+def test_openapi_lists_the_routes(api: httpx.Client) -> None:
+    r = api.get("/openapi.json")
+    assert r.status_code == 200
+    paths = r.json()["paths"]
+    assert "/intents" in paths
+    assert "/intents/{intent_id}/run" in paths
+    assert "/runs/{run_id}" in paths
+
+
+def test_healthz_names_the_live_worker(api: httpx.Client, api_worker: WorkerProcess) -> None:
+    def with_worker() -> dict[str, Any] | None:
+        r = api.get("/healthz")
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        ids = [w["executorId"] for w in body["workers"]]
+        return body if api_worker.executor_id in ids else None
+
+    body = poll("the worker in /healthz", with_worker, timeout=30, interval=0.2)
+    assert set(body) == {"ok", "db", "appVersion", "workers"}
+    assert body["ok"] is True
+    assert body["db"] == "up"
+    assert body["appVersion"] == "v1"
+
+
+def test_list_runs(api: httpx.Client) -> None:
+    intent_id = create_intent(api)
+    assert api.post(f"/intents/{intent_id}/run", json={}).status_code == 202
+    r = api.get("/runs", params={"limit": 5})
+    assert r.status_code == 200, r.text
+    listed = r.json()
+    assert isinstance(listed, list)
+    assert 1 <= len(listed) <= 5
+    # Newest first: the run just triggered heads the list.
+    assert listed[0]["runId"] == intent_id
+    r = api.get("/runs", params={"status": "succeeded", "limit": 1000})
+    assert r.status_code == 200
+    assert all(run["status"] == "succeeded" for run in r.json())
+
+
+# --- binding and auth: a server of their own -------------------------------------------------
+
+
+def test_a_public_bind_without_a_token_is_refused(sisu_env: dict[str, str]) -> None:
+    port = free_port("0.0.0.0")
+    started = time.monotonic()
+    result = run_sisu(["serve", "--host", "0.0.0.0", "--port", str(port)], sisu_env, timeout=30)
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert time.monotonic() - started < 30
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+
+
+def test_a_public_bind_with_a_token_requires_it(sisu_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**sisu_env, "SISU_API_TOKEN": "secret"}
+    with running_serve(env, tmp_path / "serve.log", host="0.0.0.0") as server:
+        anonymous = server.wait_responding("/healthz")
+        error_of(anonymous, 401, "unauthorized")
+        wrong = httpx.get(
+            server.base_url + "/healthz", headers={"Authorization": "Bearer nope"}, timeout=5
+        )
+        error_of(wrong, 401, "unauthorized")
+        before = table_counts(sisu_env["SISU_DATABASE_URL"], COUNTED_TABLES)
+        refused = httpx.post(
+            server.base_url + "/intents", json={"goal": "demo", "inputs": {}}, timeout=5
+        )
+        error_of(refused, 401, "unauthorized")
+        assert table_counts(sisu_env["SISU_DATABASE_URL"], COUNTED_TABLES) == before
+        ok = httpx.get(
+            server.base_url + "/healthz", headers={"Authorization": "Bearer secret"}, timeout=5
+        )
+        assert ok.status_code == 200, ok.text
+        assert ok.json()["db"] == "up"
+
+
+def test_healthz_is_503_when_the_database_is_gone(
+    pg_admin_url: str, template_db: str, tmp_path: Path
+) -> None:
+    name, url = clone_template(pg_admin_url, template_db)
+    try:
+        with running_serve(base_env(url, tmp_path / "home"), tmp_path / "serve.log") as server:
+            up = server.wait_responding("/healthz")
+            assert up.status_code == 200, up.text
+            assert up.json()["db"] == "up"
+            drop_database(pg_admin_url, name)
+
+            def down() -> httpx.Response | None:
+                r = httpx.get(server.base_url + "/healthz", timeout=15)
+                return r if r.status_code != 200 else None
+
+            r = poll("/healthz to report the database down", down, timeout=30, interval=0.2)
+            assert r.status_code == 503, r.text
+            body = r.json()
+            assert body["ok"] is False
+            assert body["db"] == "down"
+            # Writes fail the same way, with the one error envelope, and the server lives on.
+            refused = httpx.post(
+                server.base_url + "/intents", json={"goal": "demo", "inputs": {}}, timeout=15
+            )
+            error_of(refused, 503, "db_unavailable")
+            assert server.proc is not None and server.proc.poll() is None
+    finally:
+        drop_database(pg_admin_url, name)

@@ -1,0 +1,234 @@
+"""`sisu db …` as an operator runs it: the installed binary, in a pty or with stdout and stderr
+kept apart, against the test database, an unreachable one, and a real embedded server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+import sisu
+from sisu.db import migrations
+from tests.helpers import pty_run, run_sisu, scalar
+
+UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
+
+
+@pytest.fixture
+def bare_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with no sisu or DBOS settings at all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(SISU_HOME=str(tmp_path / "home"), NO_COLOR="1", COLUMNS="200")
+    return env
+
+
+def test_version_exits_0(bare_env: dict[str, str]) -> None:
+    result = run_sisu(["--version"], bare_env)
+    assert result.exit_code == 0
+    assert result.stdout.split() == ["sisu", sisu.__version__]
+
+
+def test_status_json_on_a_migrated_external_database(sisu_env: dict[str, str]) -> None:
+    result = run_sisu(["db", "status", "--json"], sisu_env)
+    assert result.exit_code == 0, result.stderr
+    st = result.json()
+    assert st["mode"] == "external"
+    assert st["running"] is True
+    assert st["dataDir"] is None
+    app = st["appSchema"]
+    assert app["current"] == app["latest"] == migrations.latest_version()
+    assert app["pending"] == []
+    assert isinstance(st["dbosSchemaVersion"], int)
+
+
+def test_status_in_a_terminal_exits_0(sisu_env: dict[str, str]) -> None:
+    code, _ = pty_run(["db", "status"], sisu_env)
+    assert code == 0
+
+
+def test_status_reports_pending_on_an_empty_database(
+    sisu_env: dict[str, str], empty_db_url: str
+) -> None:
+    env = {**sisu_env, "SISU_DATABASE_URL": empty_db_url}
+    result = run_sisu(["db", "status", "--json"], env)
+    assert result.exit_code == 0, result.stderr
+    app = result.json()["appSchema"]
+    assert app["current"] is None
+    assert app["pending"] == [m.version for m in migrations.available()]
+    # status only looks: it never migrates.
+    assert scalar(empty_db_url, "SELECT to_regnamespace('app')") is None
+
+
+def test_migrate_applies_both_schemas(sisu_env: dict[str, str], empty_db_url: str) -> None:
+    env = {**sisu_env, "SISU_DATABASE_URL": empty_db_url}
+    first = run_sisu(["db", "migrate", "--json"], env)
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["applied"] == [m.version for m in migrations.available()]
+    assert scalar(empty_db_url, "SELECT to_regclass('dbos.workflow_status')") is not None
+    again = run_sisu(["db", "migrate", "--json"], env)
+    assert again.exit_code == 0, again.stderr
+    assert again.json()["applied"] == []
+
+
+def test_migrate_print_needs_no_database(bare_env: dict[str, str], empty_db_url: str) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": UNREACHABLE}
+    result = run_sisu(["db", "migrate", "--print"], env)
+    assert result.exit_code == 0, result.stderr
+    assert "CREATE TABLE app.runs" in result.stdout
+    # What it prints is the schema: run it on an empty database and the runner is satisfied.
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute(result.stdout.encode())
+    assert scalar(empty_db_url, "SELECT to_regclass('app.runs')") is not None
+    assert migrations.migrate_app(empty_db_url) == []
+
+
+def _insert_mark(url: str) -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute("INSERT INTO app.marks (workflow_id, step) VALUES ('keep-me', 's1')")
+
+
+def test_reset_without_yes_refuses_and_keeps_rows(sisu_env: dict[str, str], db_url: str) -> None:
+    _insert_mark(db_url)
+    result = run_sisu(["db", "reset"], sisu_env)
+    assert result.exit_code != 0
+    assert scalar(db_url, "SELECT count(*) FROM app.marks") == 1
+
+
+def test_reset_without_yes_in_a_terminal_refuses_and_keeps_rows(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    _insert_mark(db_url)
+    code, _ = pty_run(["db", "reset"], sisu_env)
+    assert code != 0
+    assert scalar(db_url, "SELECT count(*) FROM app.marks") == 1
+
+
+def test_reset_yes_empties_the_app_schema_and_keeps_it_current(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    _insert_mark(db_url)
+    code, _ = pty_run(["db", "reset", "--yes"], sisu_env)
+    assert code == 0
+    assert scalar(db_url, "SELECT count(*) FROM app.marks") == 0
+    assert scalar(db_url, "SELECT max(version) FROM app.schema_migrations") == (
+        migrations.latest_version()
+    )
+
+
+def test_reset_sys_recreates_the_dbos_schema(sisu_env: dict[str, str], db_url: str) -> None:
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE TABLE dbos.sisu_test_marker (id int)")
+    result = run_sisu(["db", "reset", "--sys", "--yes"], sisu_env)
+    assert result.exit_code == 0, result.stderr
+    assert scalar(db_url, "SELECT to_regclass('dbos.sisu_test_marker')") is None
+    assert scalar(db_url, "SELECT to_regclass('dbos.workflow_status')") is not None
+
+
+def test_status_on_an_unreachable_database_is_one_clean_line(
+    bare_env: dict[str, str],
+) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": UNREACHABLE}
+    result = run_sisu(["db", "status"], env)
+    assert result.exit_code != 0
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_status_json_on_an_unreachable_database_is_an_error_envelope(
+    bare_env: dict[str, str],
+) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": UNREACHABLE}
+    result = run_sisu(["db", "status", "--json"], env)
+    assert result.exit_code != 0
+    body = result.json()
+    assert body["error"] == "db_unavailable"
+    assert set(body) == {"error", "message", "details"}
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_password_is_never_printed(bare_env: dict[str, str]) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": "postgresql://postgres:s3cretpw@127.0.0.1:1/x"}
+    result = run_sisu(["db", "status", "--json"], env)
+    assert result.exit_code != 0
+    assert result.json()["error"] == "db_unavailable"
+    assert "s3cretpw" not in result.stdout + result.stderr
+
+
+def test_status_does_not_import_the_engine(sisu_env: dict[str, str]) -> None:
+    result = run_sisu(["db", "status", "--json"], {**sisu_env, "PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.exit_code == 0
+    loaded = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in result.stderr.splitlines()
+        if line.startswith("import time:") and line.count("|") == 2
+    }
+    assert "psycopg" in loaded
+    assert loaded.isdisjoint({"dbos", "fastapi", "uvicorn"})
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["db"],
+        ["no-such-command"],
+        ["db", "status", "--no-such-option"],
+        ["crashdemo", "--sleep", "0.1"],
+    ],
+    ids=lambda a: " ".join(a) or "(no arguments)",
+)
+def test_a_usage_error_exits_2(bare_env: dict[str, str], args: list[str]) -> None:
+    result = run_sisu(args, {**bare_env, "SISU_DATABASE_URL": UNREACHABLE})
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def embedded_home() -> Iterator[dict[str, str]]:
+    """SISU_HOME on a long path (its socket must not live there) with SISU_DATABASE_URL unset;
+    the server is always stopped and the directory removed afterwards."""
+    base = Path(tempfile.mkdtemp(prefix="sisu-acc-", dir="/tmp"))
+    home = base / ("h" * max(1, 111 - len(str(base)))) / uuid.uuid4().hex
+    assert len(str(home)) > 110
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(SISU_HOME=str(home), NO_COLOR="1", COLUMNS="200")
+    try:
+        yield env
+    finally:
+        run_sisu(["db", "down"], env)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_embedded_up_status_url_down(embedded_home: dict[str, str]) -> None:
+    env = embedded_home
+    up = run_sisu(["db", "up"], env)
+    assert up.exit_code == 0, up.stderr
+
+    st = run_sisu(["db", "status", "--json"], env)
+    assert st.exit_code == 0, st.stderr
+    body = st.json()
+    assert body["mode"] == "embedded"
+    assert body["running"] is True
+    assert body["serverVersion"].startswith("18")
+    assert body["dataDir"] == str(Path(env["SISU_HOME"]) / "pg")
+    assert body["appSchema"]["pending"] == []
+
+    url = run_sisu(["db", "url"], env)
+    assert url.exit_code == 0, url.stderr
+    with psycopg.connect(url.stdout.strip(), connect_timeout=10) as conn:
+        row = conn.execute("SELECT current_setting('server_version_num')::int").fetchone()
+    assert row is not None and row[0] // 10000 == 18
+
+    down = run_sisu(["db", "down"], env)
+    assert down.exit_code == 0, down.stderr
+    after = run_sisu(["db", "status", "--json"], env)
+    assert after.exit_code == 0, after.stderr
+    assert after.json()["running"] is False
+    assert after.json()["url"] is None

@@ -1,0 +1,175 @@
+"""`sisu intent …`, `sisu run …` and `sisu demo` as an operator runs them: the installed binary,
+in a real terminal (pexpect) or with stdout and stderr kept apart, straight on the database — no
+HTTP server — with a real `sisu worker` executing the runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pexpect
+import pytest
+
+from sisu.drills.processes import WorkerProcess
+from tests.helpers import Result, pty_run, rows, run_sisu, scalar, spawn_sisu
+from tests.runloop_support import (
+    ERROR_KEYS,
+    STEP_IDS,
+    assert_runview_shape,
+    run_status,
+    running_worker,
+)
+
+
+@pytest.fixture
+def worker(db_url: str, tmp_path: Path) -> Iterator[WorkerProcess]:
+    with running_worker(db_url, tmp_path, name="cli") as w:
+        yield w
+
+
+def ok_json(result: Result) -> Any:
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result.json()
+
+
+def error_json(result: Result, exit_code: int, code: str) -> dict[str, Any]:
+    assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr)
+    body: dict[str, Any] = result.json()
+    assert set(body) == ERROR_KEYS, body
+    assert body["error"] == code, body
+    return body
+
+
+def create(env: dict[str, str], *args: str) -> str:
+    created = ok_json(run_sisu(["intent", "create", "--goal", "g", *args, "--json"], env))
+    assert list(created) == ["intentId"]
+    return str(created["intentId"])
+
+
+def intent_count(url: str) -> int:
+    return int(scalar(url, "SELECT count(*) FROM app.intents"))
+
+
+def test_create_run_wait_show_and_list(
+    sisu_env: dict[str, str], db_url: str, worker: WorkerProcess
+) -> None:
+    intent_id = create(sisu_env, "--inputs", '{"tasks":2}')
+    assert rows(db_url, "SELECT goal, inputs FROM app.intents WHERE id = %s", (intent_id,)) == [
+        {"goal": "g", "inputs": {"tasks": 2}}
+    ]
+
+    started = ok_json(
+        run_sisu(
+            ["intent", "run", intent_id, "--trace-id", "t1", "--wait", "--timeout", "60", "--json"],
+            sisu_env,
+        )
+    )
+    assert started["status"] == "succeeded"
+    assert started["runId"] == started["workflowId"] == started["intentId"] == intent_id
+    assert run_status(db_url, intent_id) == "succeeded"
+
+    view = ok_json(run_sisu(["run", "show", intent_id, "--json"], sisu_env))
+    assert_runview_shape(view)
+    assert view["runId"] == intent_id
+    assert view["traceId"] == "t1"
+    assert view["status"] == "succeeded"
+    assert [(s["stepId"], s["attempt"], s["phase"]) for s in view["steps"]] == [
+        (step, 1, "succeeded") for step in STEP_IDS
+    ]
+    assert rows(db_url, "SELECT count(*)::int AS n FROM app.mock_receipts WHERE run_id = %s",
+                (intent_id,)) == [{"n": 2}]  # fmt: skip
+
+    listed = ok_json(run_sisu(["run", "list", "--json"], sisu_env))
+    assert isinstance(listed, list)
+    assert [(r["runId"], r["status"]) for r in listed] == [(intent_id, "succeeded")]
+
+    # Running it again is the same run.
+    again = ok_json(run_sisu(["intent", "run", intent_id, "--json"], sisu_env))
+    assert again["runId"] == intent_id
+    assert again["status"] == "succeeded"
+    assert scalar(db_url, "SELECT count(*) FROM dbos.workflow_status") == 1
+
+
+def test_inputs_from_a_file(sisu_env: dict[str, str], db_url: str, tmp_path: Path) -> None:
+    inputs = {"tasks": 4, "note": "from a file", "nested": {"a": [1, 2]}}
+    path = tmp_path / "inputs.json"
+    path.write_text(json.dumps(inputs))
+    intent_id = create(sisu_env, "--inputs", f"@{path}")
+    assert rows(db_url, "SELECT inputs FROM app.intents WHERE id = %s", (intent_id,)) == [
+        {"inputs": inputs}
+    ]
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        pytest.param("[1]", id="array"),
+        pytest.param("{bad", id="malformed"),
+        pytest.param('"text"', id="string"),
+        pytest.param("@/nonexistent/inputs.json", id="missing-file"),
+    ],
+)
+def test_bad_inputs_exit_2_and_write_nothing(
+    sisu_env: dict[str, str], db_url: str, inputs: str
+) -> None:
+    result = run_sisu(["intent", "create", "--goal", "g", "--inputs", inputs, "--json"], sisu_env)
+    error_json(result, 2, "validation_error")
+    assert intent_count(db_url) == 0
+
+
+def test_an_empty_goal_exits_2_and_writes_nothing(sisu_env: dict[str, str], db_url: str) -> None:
+    result = run_sisu(["intent", "create", "--goal", "", "--json"], sisu_env)
+    error_json(result, 2, "validation_error")
+    assert intent_count(db_url) == 0
+
+
+def test_an_empty_trace_id_exits_2_and_starts_nothing(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    intent_id = create(sisu_env)
+    result = run_sisu(["intent", "run", intent_id, "--trace-id", "", "--json"], sisu_env)
+    error_json(result, 2, "validation_error")
+    assert scalar(db_url, "SELECT count(*) FROM app.runs") == 0
+    assert scalar(db_url, "SELECT count(*) FROM dbos.workflow_status") == 0
+
+
+def test_unknown_ids_exit_4(sisu_env: dict[str, str], db_url: str) -> None:
+    error_json(run_sisu(["run", "show", "nope", "--json"], sisu_env), 4, "not_found")
+    error_json(run_sisu(["intent", "run", "nope", "--json"], sisu_env), 4, "not_found")
+    assert scalar(db_url, "SELECT count(*) FROM app.runs") == 0
+    assert scalar(db_url, "SELECT count(*) FROM dbos.workflow_status") == 0
+
+
+def test_watch_and_wait_in_a_terminal(
+    sisu_env: dict[str, str], db_url: str, worker: WorkerProcess
+) -> None:
+    # `run watch` on a run that is still going: it holds ExecuteST open for 1.5 s.
+    watched = create(sisu_env, "--inputs", '{"sleepMs": 1500}')
+    assert ok_json(run_sisu(["intent", "run", watched, "--json"], sisu_env))["runId"] == watched
+    assert run_status(db_url, watched) in {"queued", "running"}
+    child = spawn_sisu(["run", "watch", watched, "--timeout", "60"], sisu_env, timeout=90)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0, (child.exitstatus, child.signalstatus, child.before)
+    assert run_status(db_url, watched) == "succeeded"
+
+    # `intent run --wait` in a terminal, human output.
+    waited = create(sisu_env, "--inputs", '{"sleepMs": 1500}')
+    code, shown = pty_run(["intent", "run", waited, "--wait", "--timeout", "60"], sisu_env)
+    assert code == 0, shown
+    assert run_status(db_url, waited) == "succeeded"
+    assert worker.alive()
+
+
+def test_demo_json(sisu_env: dict[str, str], db_url: str) -> None:
+    view = ok_json(run_sisu(["demo", "--json"], sisu_env, timeout=150))
+    assert_runview_shape(view)
+    assert view["status"] == "succeeded"
+    assert view["traceId"] == "demo"
+    assert [s["stepId"] for s in view["steps"]] == STEP_IDS
+    assert run_status(db_url, view["runId"]) == "succeeded"
+    # The demo's worker is gone by now, so this is read once, not waited for.
+    assert rows(db_url, "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s",
+                (view["runId"],)) == [{"status": "SUCCESS"}]  # fmt: skip

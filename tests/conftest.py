@@ -1,0 +1,147 @@
+"""Test databases: one PostgreSQL server per session (embedded by default,
+SISU_TEST_DATABASE_URL when set), a template database migrated once, and a fresh database
+cloned from it for every test that asks for `db_url`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from sisu.db import embedded, migrations
+
+TIERS = ("unit", "integration", "acceptance", "drills")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its tier, from the folder it lives in."""
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        for tier in TIERS:
+            if tier in parts:
+                item.add_marker(getattr(pytest.mark, tier))
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A URL on the test server's maintenance database."""
+    external = os.environ.get("SISU_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    # A short path: the server's Unix socket lives in its data directory.
+    home = Path(tempfile.mkdtemp(prefix="sisu-t-", dir="/tmp"))
+    try:
+        info = embedded.start(home)
+        yield info.url("postgres")
+    finally:
+        embedded.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _admin_execute(admin_url: str, statement: sql.Composable) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A database with both schemas migrated, cloned per test."""
+    name = f"sisu_tmpl_{uuid.uuid4().hex[:8]}"
+    _admin_execute(pg_admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(pg_admin_url, name)
+    migrations.migrate_app(url)
+    migrations.migrate_dbos(url)
+    yield name
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+@pytest.fixture
+def empty_db_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh database with no schema at all."""
+    name = f"sisu_e_{uuid.uuid4().hex[:8]}"
+    _admin_execute(pg_admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    yield with_database(pg_admin_url, name)
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database for this test alone."""
+    name = f"sisu_t_{uuid.uuid4().hex[:8]}"
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)
+        ),
+    )
+    yield with_database(pg_admin_url, name)
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+@pytest.fixture
+def sisu_env(db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Environment for a `sisu` subprocess bound to this test's database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(
+        SISU_DATABASE_URL=db_url,
+        SISU_HOME=str(tmp_path / "home"),
+        NO_COLOR="1",
+        COLUMNS="200",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def module_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    """A fresh, fully migrated database shared by one module's tests: one expensive run (a
+    drill), many oracles read from its rows."""
+    name = f"sisu_m_{uuid.uuid4().hex[:8]}"
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(template_db)
+        ),
+    )
+    yield with_database(pg_admin_url, name)
+    _admin_execute(
+        pg_admin_url,
+        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+    )
+
+
+@pytest.fixture(scope="module")
+def module_sisu_env(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for a `sisu` subprocess bound to `module_db_url`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(
+        SISU_DATABASE_URL=module_db_url,
+        SISU_HOME=str(tmp_path_factory.mktemp("home")),
+        NO_COLOR="1",
+        COLUMNS="200",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
