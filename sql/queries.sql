@@ -240,7 +240,7 @@ SELECT id FROM app.runs WHERE status = %(status)s ORDER BY created_at;
 -- Deliveries the mock outside system received more than once (must be none).
 SELECT receipt_key, run_id, step_id, seen_count
 FROM app.mock_receipts
-WHERE seen_count > 1 AND (%(run_id)s::text IS NULL OR run_id = %(run_id)s)
+WHERE seen_count > 1 AND (%(run_ids)s::text[] IS NULL OR run_id = ANY(%(run_ids)s))
 ORDER BY run_id, receipt_key;
 
 -- name: audit_step_sequence
@@ -249,7 +249,7 @@ WITH done AS (
     SELECT r.id, s.step_id, min(s.finished_at) AS finished_at
     FROM app.runs r
     LEFT JOIN app.run_steps s ON s.run_id = r.id AND s.phase = 'succeeded'
-    WHERE r.status = 'succeeded' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+    WHERE r.status = 'succeeded' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
     GROUP BY r.id, s.step_id
 )
 SELECT id AS run_id,
@@ -265,7 +265,7 @@ ORDER BY id;
 SELECT r.id AS run_id, r.status AS run_status, w.status AS workflow_status
 FROM app.runs r
 LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = r.id
-WHERE (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+WHERE (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
   AND NOT coalesce(
       (r.status = 'queued' AND w.status IN ('ENQUEUED', 'PENDING'))
    OR (r.status = 'running' AND w.status IN ('PENDING', 'ENQUEUED'))
@@ -281,7 +281,7 @@ ORDER BY r.id;
 SELECT s.run_id
 FROM app.run_steps s
 WHERE s.step_id = 'CompileST' AND s.phase = 'succeeded'
-  AND (%(run_id)s::text IS NULL OR s.run_id = %(run_id)s)
+  AND (%(run_ids)s::text[] IS NULL OR s.run_id = ANY(%(run_ids)s))
   AND NOT EXISTS (
       SELECT 1 FROM app.opencode_calls c
       WHERE c.run_id = s.run_id AND c.step_id = 'CompileST'
@@ -294,7 +294,7 @@ SELECT w.workflow_uuid AS run_id, w.status, w.application_version AS app_version
        w.executor_id, 'no live worker serves app version ' || w.application_version AS reason
 FROM dbos.workflow_status w
 JOIN app.runs r ON r.id = w.workflow_uuid
-WHERE w.status = 'ENQUEUED' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+WHERE w.status = 'ENQUEUED' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
   AND NOT EXISTS (
       SELECT 1 FROM app.workers k
       WHERE k.stopped_at IS NULL AND k.app_version = w.application_version
@@ -304,7 +304,7 @@ SELECT w.workflow_uuid, w.status, w.application_version, w.executor_id,
        'pending on executor ' || w.executor_id || ', which has no recent heartbeat'
 FROM dbos.workflow_status w
 JOIN app.runs r ON r.id = w.workflow_uuid
-WHERE w.status = 'PENDING' AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+WHERE w.status = 'PENDING' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
   AND NOT EXISTS (
       SELECT 1 FROM app.workers k
       WHERE k.executor_id = w.executor_id AND k.stopped_at IS NULL
@@ -319,7 +319,7 @@ FROM dbos.notifications n
 JOIN app.runs r ON r.id = n.destination_uuid
 WHERE n.topic = 'human_input' AND NOT n.consumed
   AND r.status IN ('succeeded', 'failed', 'canceled', 'retries_exceeded')
-  AND (%(run_id)s::text IS NULL OR r.id = %(run_id)s)
+  AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
 ORDER BY n.created_at_epoch_ms;
 
 -- name: doctor_stuck_versions

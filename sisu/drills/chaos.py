@@ -95,6 +95,12 @@ class Drill:
             rows = conn.execute(q("chaos_statuses"), {"run_ids": self.run_ids}).fetchall()
         return {r["status"]: r["n"] for r in rows}
 
+    def keep_busy(self) -> None:
+        """Submit another batch when every run of the drill has finished: a fault needs a
+        run in flight to land in."""
+        if self.unfinished() == 0:
+            self.submit(self.runs)
+
     def unfinished(self) -> int:
         return sum(n for s, n in self.statuses().items() if s not in TERMINAL)
 
@@ -110,6 +116,8 @@ class Drill:
         def probe() -> str | None:
             with connect(self.url) as conn:
                 row = conn.execute(q("chaos_in_execute"), {"run_ids": self.run_ids}).fetchone()
+            if row is None:
+                self.keep_busy()
             return row["id"] if row else None
 
         run_id = wait_for("a run inside ExecuteST", probe, timeout=60, worker=self.worker)
@@ -126,6 +134,7 @@ class Drill:
                 if marker.name not in self.seen_markers:
                     self.seen_markers.add(marker.name)
                     return marker.name.split(".")[0]
+            self.keep_busy()
             return None
 
         return wait_for("a delivery awaiting its checkpoint", probe, timeout=60, worker=self.worker)
@@ -138,7 +147,7 @@ class Drill:
             return ev["updated_at"] if ev["updated_at"] > since else None
 
         try:
-            moved = wait_for("the run's next checkpoint", probe, timeout=90, worker=self.worker)
+            moved = wait_for("the run's next checkpoint", probe, timeout=30, worker=self.worker)
         except Exception:
             return None
         return round((moved - since).total_seconds(), 3)
@@ -202,8 +211,6 @@ class Drill:
         try:
             self.submit(self.runs)
             for i in range(1, self.iterations + 1):
-                if self.unfinished() == 0:
-                    self.submit(self.runs)
                 if self.fault == "postgres-restart":
                     self.restart_postgres(i)
                 else:
@@ -223,7 +230,11 @@ class Drill:
         return self.result(time.monotonic() - started)
 
     def result(self, _elapsed: float) -> ChaosResult:
-        report = oracles.run(self.url, dead_after_seconds=self.settings.worker_dead_after_seconds)
+        report = oracles.run(
+            self.url,
+            run_ids=self.run_ids,
+            dead_after_seconds=self.settings.worker_dead_after_seconds,
+        )
         duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
         statuses = self.statuses()
         succeeded = statuses.get("succeeded", 0)

@@ -170,7 +170,9 @@ def run(
     finally:
         shim.stop()
         worker.stop()
-    report = oracles.run(url, dead_after_seconds=settings.worker_dead_after_seconds)
+    report = oracles.run(
+        url, run_ids=accepted, dead_after_seconds=settings.worker_dead_after_seconds
+    )
     duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
     succeeded = statuses.get("succeeded", 0)
     recoveries = [k.recovery_seconds for k in kills if k.recovery_seconds is not None]

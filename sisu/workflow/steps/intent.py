@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -12,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import psycopg
-import psycopg.errors
+import sqlalchemy.exc
 from psycopg.types.json import Jsonb
 
 from sisu.db.queries import q
@@ -21,6 +22,7 @@ from sisu.workflow.steps.errors import StepError, TransientStepError
 from sisu.workflow.steps.ports import Delivery
 
 Conn = psycopg.Connection[Any]
+log = logging.getLogger("sisu.steps")
 
 
 def _sha256(data: bytes) -> str:
@@ -32,6 +34,15 @@ def _canonical(value: Any) -> bytes:
 
 
 def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> None:
+    """Best effort: the database may be what failed; the step's error reaches the workflow
+    either way."""
+    try:
+        _insert_failed_attempt(run_id, step_id, started_at, error)
+    except Exception as exc:
+        log.warning("could not record the failed attempt of %s/%s: %s", run_id, step_id, exc)
+
+
+def _insert_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> None:
     with datasource.outside_transaction() as conn:
         row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
         assert row is not None
@@ -83,7 +94,9 @@ def _run_step(
     except StepError as exc:
         _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
         raise
-    except (psycopg.errors.SerializationFailure, psycopg.errors.DeadlockDetected) as exc:
+    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
+        # Lost connections, a restarting server, serialization failures, deadlocks: worth
+        # another attempt, not a failed run.
         transient = TransientStepError(f"{type(exc).__name__}: {exc}")
         _record_failed_attempt(run_id, step_id, started_at, transient.as_error(step_id))
         raise transient from exc
