@@ -371,3 +371,11 @@ SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROU
 -- name: executor_pending_count
 SELECT count(*)::int AS n FROM dbos.workflow_status
 WHERE executor_id = %(executor_id)s AND status = 'PENDING';
+
+-- name: bench_timings
+-- Per workflow: enqueue to start, start to finish (ms), from DBOS's own timestamps.
+SELECT workflow_uuid, status, created_at, started_at_epoch_ms, completed_at,
+       (started_at_epoch_ms - created_at)::float8 AS enqueue_to_start_ms,
+       (coalesce(completed_at, updated_at) - started_at_epoch_ms)::float8 AS run_ms
+FROM dbos.workflow_status
+WHERE workflow_uuid = ANY(%(ids)s);

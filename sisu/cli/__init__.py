@@ -17,6 +17,7 @@ from sisu import __version__
 from sisu.cli import (
     _output,
     audit,
+    bench,
     chaos,
     crashdemo,
     db,
@@ -71,6 +72,7 @@ app.command(name="crashdemo")(crashdemo.crashdemo)
 app.command(name="chaos")(chaos.chaos)
 app.command(name="audit")(audit.audit)
 app.command(name="doctor")(doctor.doctor)
+app.command(name="bench")(bench.bench)
 app.add_typer(policy.app, name="policy")
 
 

@@ -102,3 +102,22 @@ class ChaosResult(Contract):
     audit_ok: bool
     skipped: str | None = None
     kill_log: list[KillRecord]
+
+
+class LatencyMs(Contract):
+    p50: float | None
+    p99: float | None
+
+
+class BenchResult(Contract):
+    intents: int
+    workers: int
+    seconds: float
+    intents_per_sec: float
+    baseline_per_sec: float
+    ratio: float
+    enqueue_to_start_ms: LatencyMs
+    run_ms: LatencyMs
+    baseline_enqueue_to_start_ms: LatencyMs
+    baseline_run_ms: LatencyMs
+    database: str

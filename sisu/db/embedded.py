@@ -16,6 +16,7 @@ from sisu.errors import EmbeddedServerError
 
 DATABASE_NAME = "sisu"
 SUPERUSER = "postgres"
+MAX_CONNECTIONS = 400
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,25 @@ def start(home: Path) -> ServerInfo:
         info = running_server(home)
         if info is None:
             raise EmbeddedServerError(f"embedded PostgreSQL in {data_dir(home)} did not come up")
+    if _raise_max_connections(info):
+        stop(home)
+        return start(home)
     _ensure_database(info)
     return info
+
+
+def _raise_max_connections(info: ServerInfo) -> bool:
+    """Every worker keeps a few connection pools (DBOS's, the datasource's, the outside
+    system's): initdb's default of 100 connections runs out at two or three workers. Raised
+    once per data directory; True when the server must restart for it."""
+    import psycopg
+
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        row = conn.execute("SHOW max_connections").fetchone()
+        if row is None or int(row[0]) >= MAX_CONNECTIONS:
+            return False
+        conn.execute(f"ALTER SYSTEM SET max_connections = {MAX_CONNECTIONS}")
+    return True
 
 
 def _ensure_database(info: ServerInfo) -> None:

@@ -121,7 +121,7 @@ def run(opts: WorkerOptions) -> int:
     import sisu.workflow.registry  # noqa: F401  (registers the workflows with DBOS)
     from sisu.workflow.steps import datasource, runtime
 
-    runtime.configure(opts.home)
+    runtime.configure(opts.home, opts.url)
 
     DBOS(
         config=engine.dbos_config(  # type: ignore[arg-type]

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from sisu.workflow.wf import crashdemo, intent
+from sisu.workflow.wf import bench, crashdemo, intent
 
-WORKFLOWS = {crashdemo.NAME: crashdemo.crash_demo_wf, intent.NAME: intent.run_intent_wf}
+WORKFLOWS = {
+    crashdemo.NAME: crashdemo.crash_demo_wf,
+    intent.NAME: intent.run_intent_wf,
+    bench.NAME: bench.bench_baseline_wf,
+}

@@ -31,7 +31,7 @@ def bind(url: str) -> None:
 
     _datasource = SQLAlchemyDatasource.create(
         sqlalchemy_url(url),
-        engine_kwargs={"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True},
+        engine_kwargs={"pool_size": 16, "max_overflow": 16, "pool_pre_ping": True},
         schema=DBOS_SCHEMA,
     )
 

@@ -5,19 +5,45 @@ delivery per idempotency key (`seen_count`), so a duplicate effect cannot hide."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
 from sisu.db.queries import q
-from sisu.workflow.steps import datasource
+from sisu.db.url import sqlalchemy_url
 from sisu.workflow.steps.ports import Delivery, Receipt
 
 
 class MockOutsideSystem:
+    """Its own connection pool, as a remote system has its own: a step holding a datasource
+    connection must never wait on the same pool for the outside system (that deadlocks under
+    load)."""
+
+    def __init__(self, url: str, pool_size: int = 4) -> None:
+        import sqlalchemy as sa
+
+        self._engine = sa.create_engine(
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=12, pool_pre_ping=True
+        )
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._engine.begin() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            driver.row_factory = dict_row
+            yield driver
+
     def lookup(self, receipt_key: str) -> Receipt | None:
-        with datasource.outside_transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(q("receipt_lookup"), {"receipt_key": receipt_key}).fetchone()
         return Receipt(row["receipt_key"], row["seen_count"]) if row else None
 
     def deliver(self, delivery: Delivery) -> Receipt:
-        with datasource.outside_transaction() as conn:
+        with self._connection() as conn:
             row = conn.execute(
                 q("receipt_deliver"),
                 {

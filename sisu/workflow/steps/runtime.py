@@ -19,13 +19,13 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def configure(home: Path) -> None:
+def configure(home: Path, url: str) -> None:
     from sisu.workflow.steps.compiler import BuiltinCompiler
     from sisu.workflow.steps.executor import MockOutsideSystem
 
     global _runtime
     _runtime = Runtime(
-        workspaces=home / "workspaces", compiler=BuiltinCompiler(), executor=MockOutsideSystem()
+        workspaces=home / "workspaces", compiler=BuiltinCompiler(), executor=MockOutsideSystem(url)
     )
 
 

@@ -1,0 +1,186 @@
+"""`sisu bench`: end-to-end throughput and latency of sisu's intent runs on real worker
+processes, against a raw-DBOS baseline (four no-op steps) on the same queue, workers and
+database — all figures from `dbos.workflow_status` timestamps, not from the bench's clock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from psycopg import sql
+
+from sisu import engine
+from sisu.config import Settings
+from sisu.contracts.ops import BenchResult, LatencyMs
+from sisu.contracts.runs import IntentCreate, RunRequest
+from sisu.db import migrations
+from sisu.db.connection import connect
+from sisu.db.queries import q
+from sisu.db.url import redact, with_database
+from sisu.drills.processes import WorkerProcess, wait_for
+from sisu.service import intents
+from sisu.service.backend import Backend
+
+BASELINE_WORKFLOW = "BenchBaselineWF"  # sisu.workflow.wf.bench.NAME
+SUBMIT_THREADS = 4
+WARMUP = 10
+
+
+@contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """A fresh, migrated database on the same server, dropped afterwards."""
+    name = f"sisu_bench_{uuid.uuid4().hex[:8]}"
+    admin = with_database(server_url, "postgres")
+    with connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    url = with_database(server_url, name)
+    try:
+        migrations.migrate_app(url)
+        migrations.migrate_dbos(url)
+        yield url
+    finally:
+        with connect(admin, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def _percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1))))
+    return round(ordered[k], 1)
+
+
+def _timings(url: str, ids: list[str]) -> tuple[float, LatencyMs, LatencyMs]:
+    """(workflows per second from first enqueue to last completion, enqueue→start, run)."""
+    with connect(url) as conn:
+        rows = conn.execute(q("bench_timings"), {"ids": ids}).fetchall()
+    first = min(r["created_at"] for r in rows)
+    last = max(r["completed_at"] or 0 for r in rows)
+    per_sec = len(rows) / max((last - first) / 1000, 1e-3)
+    e2s = [r["enqueue_to_start_ms"] for r in rows if r["enqueue_to_start_ms"] is not None]
+    run = [r["run_ms"] for r in rows if r["run_ms"] is not None]
+    return (
+        round(per_sec, 1),
+        LatencyMs(p50=_percentile(e2s, 50), p99=_percentile(e2s, 99)),
+        LatencyMs(p50=_percentile(run, 50), p99=_percentile(run, 99)),
+    )
+
+
+def _wait_done(url: str, ids: list[str], on_progress: Callable[[int], None]) -> None:
+    def probe() -> bool | None:
+        with connect(url) as conn:
+            row = conn.execute(
+                "SELECT count(*) FILTER (WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED'))"
+                " AS done FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(ids)s)",
+                {"ids": ids},
+            ).fetchone()
+        done = int(row["done"]) if row else 0
+        on_progress(done)
+        return True if done >= len(ids) else None
+
+    wait_for("the bench runs to finish", probe, timeout=600, interval=0.1)
+
+
+def _submit_intents(backend: Backend, count: int) -> list[str]:
+    def one(i: int) -> str:
+        created = intents.create_intent(
+            backend, IntentCreate(goal=f"bench {i}", inputs={"tasks": 1})
+        )
+        intents.start_run(backend, created.intent_id, RunRequest(trace_id="bench"))
+        return created.intent_id
+
+    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def _submit_baseline(backend: Backend, count: int) -> list[str]:
+    def one(_: int) -> str:
+        wid = f"bench-baseline-{uuid.uuid4()}"
+        backend.client.enqueue(
+            {
+                "workflow_name": BASELINE_WORKFLOW,
+                "queue_name": engine.INTENT_QUEUE,
+                "workflow_id": wid,
+                "app_version": backend.app_version,
+            },
+            wid,
+        )
+        return wid
+
+    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def run(
+    server_url: str,
+    settings: Settings,
+    *,
+    count: int,
+    workers: int,
+    concurrency: int | None,
+    progress: Callable[[str, int, int], None] = lambda *_: None,
+) -> BenchResult:
+    started = time.monotonic()
+    with scratch_database(server_url) as url:
+        procs = [
+            WorkerProcess(
+                url=url,
+                executor_id=f"bench-{i}-{uuid.uuid4().hex[:6]}",
+                app_version=settings.app_version,
+                log_path=settings.logs_dir / "bench" / f"worker-{i}.log",
+                concurrency=concurrency,
+                extra_env={"SISU_HOME": str(settings.home)},
+            ).start()
+            for i in range(workers)
+        ]
+        backend = Backend.from_settings(url, settings, pool_size=SUBMIT_THREADS)
+        try:
+            for p in procs:
+                wait_for(
+                    f"worker {p.executor_id}",
+                    partial(_heartbeat, url, p.executor_id),
+                    timeout=60,
+                    worker=p,
+                )
+            warm = _submit_intents(backend, WARMUP) + _submit_baseline(backend, WARMUP)
+            _wait_done(url, warm, lambda _: None)
+
+            ids = _submit_intents(backend, count)
+            _wait_done(url, ids, lambda n: progress("sisu", n, count))
+            per_sec, e2s, run_ms = _timings(url, ids)
+
+            base_ids = _submit_baseline(backend, count)
+            _wait_done(url, base_ids, lambda n: progress("baseline", n, count))
+            base_per_sec, base_e2s, base_run = _timings(url, base_ids)
+        finally:
+            backend.close()
+            for p in procs:
+                p.stop()
+    return BenchResult(
+        intents=count,
+        workers=workers,
+        seconds=round(time.monotonic() - started, 2),
+        intents_per_sec=per_sec,
+        baseline_per_sec=base_per_sec,
+        ratio=round(per_sec / base_per_sec, 3) if base_per_sec else 0.0,
+        enqueue_to_start_ms=e2s,
+        run_ms=run_ms,
+        baseline_enqueue_to_start_ms=base_e2s,
+        baseline_run_ms=base_run,
+        database=redact(server_url),
+    )
+
+
+def _heartbeat(url: str, executor_id: str) -> Any:
+    with connect(url) as conn:
+        return conn.execute(
+            "SELECT 1 AS ok FROM app.workers WHERE executor_id = %s", (executor_id,)
+        ).fetchone()
