@@ -379,3 +379,45 @@ SELECT workflow_uuid, status, created_at, started_at_epoch_ms, completed_at,
        (coalesce(completed_at, updated_at) - started_at_epoch_ms)::float8 AS run_ms
 FROM dbos.workflow_status
 WHERE workflow_uuid = ANY(%(ids)s);
+
+-- name: failover_candidates
+-- Executors of this app version that died (no heartbeat within the timeout, or stopped)
+-- with workflows still pending on them.
+SELECT DISTINCT w.executor_id
+FROM dbos.workflow_status w
+LEFT JOIN app.workers k ON k.executor_id = w.executor_id
+WHERE w.status = 'PENDING' AND w.application_version = %(app_version)s
+  AND w.executor_id <> %(me)s
+  AND (k.executor_id IS NULL
+       OR k.stopped_at IS NOT NULL
+       OR k.heartbeat_at < now() - make_interval(secs => %(timeout_seconds)s));
+
+-- name: failover_lock
+-- One live worker per dead executor does the recovery (released at the end of the transaction).
+SELECT pg_try_advisory_xact_lock(1936291189, hashtext(%(executor_id)s)) AS won;
+
+-- name: record_failover
+INSERT INTO app.failovers (dead_executor_id, recovered_by, app_version, workflows, workflow_ids)
+VALUES (%(dead)s, %(me)s, %(app_version)s, %(n)s, %(ids)s);
+
+-- name: workers_list
+SELECT k.executor_id, k.host, k.pid, k.app_version, k.admin_port, k.concurrency, k.started_at,
+       k.heartbeat_at, k.stopped_at,
+       (k.stopped_at IS NULL
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive,
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.executor_id = k.executor_id AND w.status = 'PENDING')::int AS in_flight
+FROM app.workers k
+ORDER BY alive DESC, k.executor_id;
+
+-- name: workflow_resume_point
+-- The step a moved run resumes at: the first function without a recorded output.
+SELECT w.status, coalesce(max(o.function_id), 0) + 1 AS start_step
+FROM dbos.workflow_status w
+LEFT JOIN dbos.operation_outputs o ON o.workflow_uuid = w.workflow_uuid
+WHERE w.workflow_uuid = %(workflow_id)s
+GROUP BY w.status;
+
+-- name: run_moved
+UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;

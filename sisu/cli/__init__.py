@@ -29,6 +29,7 @@ from sisu.cli import (
     run,
     serve,
     worker,
+    workers,
 )
 from sisu.errors import SisuError
 
@@ -65,6 +66,7 @@ app.command(name="demo")(demo.demo)
 app.add_typer(intent.app, name="intent")
 app.add_typer(run.app, name="run")
 app.command(name="worker")(worker.worker)
+app.add_typer(workers.app, name="workers")
 app.command(name="serve")(serve.serve)
 app.add_typer(queue.app, name="queue")
 app.add_typer(db.app, name="db")

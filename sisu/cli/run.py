@@ -211,3 +211,29 @@ def cancel(
 ) -> None:
     """Cancel a queued, running or waiting run."""
     _bulk("cancel", run_id, status, all_, yes, json)
+
+
+@app.command()
+def resume(
+    run_id: str = typer.Argument(..., help="A run stranded on an app version no worker serves."),
+    app_version: str = typer.Option(..., "--app-version", help="The app version to move it to."),
+    json: bool = JSON,
+) -> None:
+    """Move a stranded run to another app version and let it continue there.
+
+    Completed steps are kept; the rest runs on workers of the new version, whose code must be
+    compatible with the old one's checkpoints."""
+    from sisu.cli._backend import backend
+    from sisu.service import repair
+
+    _output.use_json(json)
+    _output.info(
+        f"warning: run {run_id} continues on app version {app_version}; its code must be "
+        "compatible with the steps already checkpointed"
+    )
+    with backend() as b:
+        result = repair.resume_run(b, run_id, app_version)
+    if json:
+        _output.emit_obj(result)
+    else:
+        _output.info(f"run {run_id} moved to {app_version}, resuming at step {result['fromStep']}")

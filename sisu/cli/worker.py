@@ -35,6 +35,13 @@ def worker(
         min=0,
         help="On SIGTERM: seconds to let in-flight workflows finish before exiting.",
     ),
+    failover_timeout: float = typer.Option(
+        10.0,
+        "--failover-timeout",
+        min=1,
+        help="Seconds without a heartbeat after which a worker counts as dead and a live worker "
+        "of the same app version recovers its pending runs.",
+    ),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
     ),
@@ -71,6 +78,7 @@ def worker(
         queues=tuple(queue) if queue else (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE),
         home=s.home,
         grace_seconds=grace,
+        failover_timeout=failover_timeout,
         global_concurrency=s.global_concurrency,
         partition_concurrency=s.partition_concurrency,
         heartbeat_seconds=s.heartbeat_seconds,

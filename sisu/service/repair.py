@@ -62,3 +62,32 @@ def run_ids_with_status(backend: Backend, status: str) -> list[str]:
     with backend.read() as cur:
         rows = cur.execute(q("run_ids_by_status"), {"status": status}).fetchall()
     return [r["id"] for r in rows]
+
+
+def resume_run(backend: Backend, run_id: str, app_version: str) -> dict[str, Any]:
+    """Move a run that is stranded (queued, or pending on a dead worker) to another app version:
+    the same workflow is cancelled and rewound to its next unfinished step under `app_version`,
+    so completed steps are kept. The new version's code must be able to continue it."""
+    with backend.transaction() as (_, cur):
+        run = _locked_run(cur, run_id)
+        if run["status"] in TERMINAL_STATUSES:
+            raise InvalidState(
+                f"run {run_id} is {run['status']}; only unfinished runs can be moved",
+                details={"runId": run_id, "status": run["status"]},
+            )
+        point = cur.execute(q("workflow_resume_point"), {"workflow_id": run_id}).fetchone()
+        if point is None or point["status"] not in ("ENQUEUED", "PENDING"):
+            raise InvalidState(
+                f"run {run_id}'s workflow is {point['status'] if point else 'missing'}",
+                details={"runId": run_id},
+            )
+        start_step = int(point["start_step"])
+        backend.client.cancel_workflow(run_id)
+        cur.execute(
+            q("delete_datasource_checkpoints"), {"workflow_id": run_id, "start_step": start_step}
+        )
+        backend.client.rewind_workflow(
+            run_id, start_step=start_step, application_version=app_version
+        )
+        cur.execute(q("run_moved"), {"run_id": run_id, "app_version": app_version})
+    return {"accepted": True, "runId": run_id, "appVersion": app_version, "fromStep": start_step}

@@ -21,7 +21,7 @@ from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.errors import SisuError, ValidationFailed
-from sisu.worker import admin, heartbeat
+from sisu.worker import admin, failover, heartbeat
 
 log = logging.getLogger("sisu.worker")
 
@@ -39,6 +39,7 @@ class WorkerOptions:
     heartbeat_seconds: float
     dead_after_seconds: float
     grace_seconds: float = 10.0
+    failover_timeout: float = 10.0
     global_concurrency: int | None = None
     partition_concurrency: int = 4
 
@@ -135,6 +136,14 @@ def run(opts: WorkerOptions) -> int:
         _register_queue(DBOS, name, opts)
     beat = heartbeat.Heartbeat(opts.url, me, opts.heartbeat_seconds)
     beat.start()
+    watcher = failover.Failover(
+        opts.url,
+        opts.executor_id,
+        opts.app_version,
+        timeout=opts.failover_timeout,
+        interval=opts.heartbeat_seconds,
+    )
+    watcher.start()
     launched.set()
     log.info(
         "worker %s ready: pid %d, app version %s, queues %s, admin http://%s:%d/healthz",
@@ -149,6 +158,7 @@ def run(opts: WorkerOptions) -> int:
     stop.wait()
     log.info("worker %s stopping", opts.executor_id)
     admin_server.shutdown()
+    watcher.stop()
     # Graceful: DBOS stops dequeuing first, then waits up to the grace period for the
     # workflows in flight; what is left is recovered like a crash. The heartbeat goes on
     # meanwhile, so that nobody takes this worker for dead while it finishes.

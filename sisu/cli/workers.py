@@ -1,0 +1,40 @@
+"""`sisu workers`: the workers sharing this database."""
+
+from __future__ import annotations
+
+import typer
+
+from sisu.cli import _output
+
+app = typer.Typer(
+    help="Workers sharing this database (from their heartbeats).", no_args_is_help=True
+)
+
+
+@app.command(name="list")
+def list_(json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+    """Every worker: id, host, pid, app version, heartbeat, alive or dead, runs in flight."""
+    from sisu.cli._backend import backend
+    from sisu.cli._settings import settings
+    from sisu.service import workers
+
+    _output.use_json(json)
+    with backend() as b:
+        rows = workers.list_workers(b, settings().worker_dead_after_seconds)
+    if json:
+        _output.emit_obj(rows)
+        return
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("executor", "host", "pid", "version", "state", "in flight", "last heartbeat"):
+        table.add_column(col)
+    for w in rows:
+        state = (
+            "[green]alive[/]" if w["alive"] else ("stopped" if w["stoppedAt"] else "[red]dead[/]")
+        )
+        table.add_row(
+            w["executorId"], w["host"], str(w["pid"]), w["appVersion"], state,
+            str(w["inFlight"]), w["heartbeatAt"][:19],
+        )  # fmt: skip
+    _output.out_console().print(table if rows else "no worker has ever started on this database")
