@@ -114,12 +114,20 @@ INSERT INTO app.run_steps (run_id, step_id, attempt, phase, output, error, start
 VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, %(started_at)s,
         clock_timestamp());
 
--- name: step_progress
--- A completed step moves the run forward; the last step finishes it.
+-- name: step_succeeded
+-- One round trip for a completed step: its attempt row, and the run moved forward (the last
+-- step finishes it). A canceled run stays canceled.
+WITH attempt AS (
+    INSERT INTO app.run_steps
+        (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
+    VALUES (%(run_id)s, %(step_id)s, %(attempt)s, 'succeeded', %(output)s, NULL, %(started_at)s,
+            clock_timestamp())
+    RETURNING run_id
+)
 UPDATE app.runs
 SET status = %(status)s, last_step = %(step_id)s, next_action = NULL, error = NULL,
     updated_at = clock_timestamp()
-WHERE id = %(run_id)s AND status <> 'canceled';
+WHERE id = (SELECT run_id FROM attempt) AND status <> 'canceled';
 
 -- name: run_finished_badly
 UPDATE app.runs

@@ -73,19 +73,15 @@ def _run_step(
         assert row is not None
         output = body(conn, row["attempt"])
         conn.execute(
-            q("insert_step_attempt"),
+            q("step_succeeded"),
             {
                 "run_id": run_id,
                 "step_id": step_id,
                 "attempt": row["attempt"],
-                "phase": "succeeded",
                 "output": Jsonb(output),
-                "error": None,
                 "started_at": started_at,
+                "status": status_after,
             },
-        )
-        conn.execute(
-            q("step_progress"), {"run_id": run_id, "step_id": step_id, "status": status_after}
         )
         return output
 
