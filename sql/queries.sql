@@ -221,10 +221,19 @@ JOIN LATERAL (
 WHERE r.status = 'waiting_input'
 ORDER BY r.updated_at;
 
--- name: first_function_of_step
-SELECT min(function_id) AS function_id
+-- name: retry_start_step
+-- Where a retry resumes: the function after the last stable step that succeeded.
+SELECT coalesce(max(function_id), 0) + 1 AS start_step
 FROM dbos.operation_outputs
-WHERE workflow_uuid = %(workflow_id)s AND function_name = %(step_id)s;
+WHERE workflow_uuid = %(workflow_id)s AND error IS NULL
+  AND function_name IN ('CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST');
+
+-- name: run_retry_undone
+-- The rewind failed: put the run back as it was.
+UPDATE app.runs
+SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
+    retry_count = retry_count - 1, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
 
 -- name: delete_datasource_checkpoints
 DELETE FROM dbos.datasource_outputs

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sisu.contracts.runs import TERMINAL_STATUSES, CancelAccepted, RetryAccepted
+from psycopg.types.json import Jsonb
+
+from sisu.contracts.runs import RUN_STATUSES, TERMINAL_STATUSES, CancelAccepted, RetryAccepted
 from sisu.db.queries import q
-from sisu.errors import InvalidState, NotFound
+from sisu.errors import InvalidState, NotFound, ValidationFailed
 from sisu.service.backend import Backend, Cursor
 
 RETRYABLE = ("retries_exceeded", "failed")
@@ -21,8 +23,9 @@ def _locked_run(cur: Cursor, run_id: str) -> dict[str, Any]:
 
 
 def retry_run(backend: Backend, run_id: str) -> RetryAccepted:
-    """Rewind the run's workflow (same id) to the first attempt of the step that failed: the
-    steps before it replay from their checkpoints and are not executed again."""
+    """Rewind the run's workflow (same id) to just after its last succeeded stable step, i.e. to
+    the first attempt of the step that failed (or to the question, for a run whose question
+    timed out): the steps before it replay from their checkpoints and are not executed again."""
     with backend.transaction() as (_, cur):
         run = _locked_run(cur, run_id)
         if run["status"] not in RETRYABLE:
@@ -31,17 +34,29 @@ def retry_run(backend: Backend, run_id: str) -> RetryAccepted:
                 details={"runId": run_id, "status": run["status"], "expected": list(RETRYABLE)},
             )
         from_step = (run["error"] or {}).get("step") or "CompileST"
-        row = cur.execute(
-            q("first_function_of_step"), {"workflow_id": run_id, "step_id": from_step}
-        ).fetchone()
-        start_step = row["function_id"] if row and row["function_id"] is not None else 1
+        row = cur.execute(q("retry_start_step"), {"workflow_id": run_id}).fetchone()
+        start_step = int(row["start_step"]) if row else 1
         # DBOS's client-side rewind leaves datasource checkpoints alone; drop those of the
         # rewound steps first (as DBOS's own rewind does), or the failure would just replay.
+        # Committed before the rewind, so no worker can pick the workflow up and see them.
         cur.execute(
             q("delete_datasource_checkpoints"), {"workflow_id": run_id, "start_step": start_step}
         )
-        backend.client.rewind_workflow(run_id, start_step=start_step)
         cur.execute(q("run_retried"), {"run_id": run_id})
+    try:
+        backend.client.rewind_workflow(run_id, start_step=start_step)
+    except Exception:
+        with backend.transaction() as (_, cur):
+            cur.execute(
+                q("run_retry_undone"),
+                {
+                    "run_id": run_id,
+                    "status": run["status"],
+                    "next_action": run["next_action"],
+                    "error": Jsonb(run["error"]),
+                },
+            )
+        raise
     return RetryAccepted(accepted=True, run_id=run_id, from_step=from_step)
 
 
@@ -59,6 +74,11 @@ def cancel_run(backend: Backend, run_id: str) -> CancelAccepted:
 
 
 def run_ids_with_status(backend: Backend, status: str) -> list[str]:
+    if status not in RUN_STATUSES:
+        raise ValidationFailed(
+            f"unknown status {status!r}",
+            details=[{"field": "status", "allowed": list(RUN_STATUSES)}],
+        )
     with backend.read() as cur:
         rows = cur.execute(q("run_ids_by_status"), {"status": status}).fetchall()
     return [r["id"] for r in rows]

@@ -1,0 +1,220 @@
+"""Human-in-the-loop (Walkthrough D) as an operator meets it: a run whose goal asks waits for
+input with a question card, shows up in `sisu run inbox`, refuses answers that do not fit the
+question, takes the right one exactly once and finishes with it; a run nobody answers times
+out. A real `sisu serve`, a real `sisu worker`, real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sisu.drills.processes import WorkerProcess
+from tests.helpers import run_sisu, scalar
+from tests.operator_support import (
+    ANSWER,
+    ASK_GOAL,
+    human_event_count,
+    run_row,
+    sisu_env,
+    step_attempts,
+    wait_dbos_status,
+    worker_running,
+)
+from tests.runloop_support import (
+    ERROR_KEYS,
+    STEP_IDS,
+    clone_template,
+    drop_database,
+    running_serve,
+    wait_run_done,
+    wait_run_status,
+)
+
+
+@pytest.fixture(scope="module")
+def hitl_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hitl")
+
+
+@pytest.fixture(scope="module")
+def hitl_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    name, url = clone_template(pg_admin_url, template_db)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def hitl_env(hitl_db: str, hitl_tmp: Path) -> dict[str, str]:
+    return sisu_env(hitl_db, hitl_tmp / "home")
+
+
+@pytest.fixture(scope="module")
+def worker(hitl_db: str, hitl_tmp: Path) -> Iterator[WorkerProcess]:
+    with worker_running(hitl_db, hitl_tmp, name="hitl") as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def api(hitl_env: dict[str, str], hitl_tmp: Path, worker: WorkerProcess) -> Iterator[httpx.Client]:
+    with running_serve(hitl_env, hitl_tmp / "logs" / "serve.log") as server:
+        assert server.wait_responding("/healthz").status_code == 200
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            yield client
+
+
+def error_of(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == ERROR_KEYS, body
+    if code is not None:
+        assert body["error"] == code, body
+    assert body["message"]
+    return body
+
+
+def start(api: httpx.Client, goal: str, constraints: dict[str, Any] | None = None) -> str:
+    r = api.post("/intents", json={"goal": goal, "inputs": {}, "constraints": constraints or {}})
+    assert r.status_code == 201, r.text
+    run_id = str(r.json()["intentId"])
+    r = api.post(f"/intents/{run_id}/run", json={})
+    assert r.status_code == 202, r.text
+    return run_id
+
+
+def event(api: httpx.Client, run_id: str, payload: Any) -> httpx.Response:
+    return api.post(f"/runs/{run_id}/events", json={"type": "input", "payload": payload})
+
+
+def view(api: httpx.Client, run_id: str) -> dict[str, Any]:
+    r = api.get(f"/runs/{run_id}")
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def notifications(url: str, run_id: str) -> int:
+    return int(
+        scalar(
+            url, "SELECT count(*) FROM dbos.notifications WHERE destination_uuid = %s", (run_id,)
+        )
+    )
+
+
+def test_an_asking_run_waits_takes_one_answer_and_succeeds_with_it(
+    api: httpx.Client, hitl_db: str, hitl_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    run_id = start(api, ASK_GOAL)
+    wait_run_status(hitl_db, run_id, "waiting_input", worker=worker, timeout=30)
+
+    waiting = view(api, run_id)
+    assert (waiting["status"], waiting["nextAction"]) == ("waiting_input", "INPUT")
+    cards = [a for a in waiting["artifacts"] if a["kind"] == "question_card"]
+    assert len(cards) == 1, waiting["artifacts"]
+    card = cards[0]["inline"]
+    assert card["question"] == ASK_GOAL
+    assert card["schema"]["type"] == "object"
+    assert "answer" in card["schema"]["required"]
+    # It waits before deciding: nothing decided or executed yet.
+    assert [s for s, _, _ in step_attempts(hitl_db, run_id)] == ["CompileST", "ApplyPatchST"]
+
+    inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
+    assert inbox.exit_code == 0, inbox.stderr
+    mine = [i for i in inbox.json() if i["runId"] == run_id]
+    assert len(mine) == 1, inbox.stdout
+    assert mine[0]["question"] == ASK_GOAL
+    assert mine[0]["answerSchema"] == card["schema"]
+    assert mine[0]["ageSeconds"] >= 0
+    assert 0 < mine[0]["timeLeftSeconds"] <= 24 * 3600
+
+    # An answer that does not fit the question's schema: 400, nothing stored or sent.
+    error_of(event(api, run_id, {"nope": 1}), 400, "validation_error")
+    error_of(event(api, run_id, {"answer": 42}), 400, "validation_error")
+    assert human_event_count(hitl_db, run_id) == 0
+    assert notifications(hitl_db, run_id) == 0
+    assert run_row(hitl_db, run_id)["status"] == "waiting_input"
+
+    r = event(api, run_id, ANSWER)
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] is True
+    wait_run_done(hitl_db, run_id, worker=worker, timeout=30)
+
+    done = view(api, run_id)
+    assert (done["status"], done["nextAction"]) == ("succeeded", None)
+    decide = [s for s in done["steps"] if s["stepId"] == "DecideST"]
+    assert len(decide) == 1, done["steps"]
+    assert decide[0]["output"]["answer"] == ANSWER
+    assert [(s, a, p) for s, a, p in step_attempts(hitl_db, run_id)] == [
+        (step, 1, "succeeded") for step in STEP_IDS
+    ]
+    assert human_event_count(hitl_db, run_id) == 1
+
+    # The same delivery again (a client retrying its POST): accepted, not stored twice.
+    again = event(api, run_id, ANSWER)
+    assert again.status_code == 202, again.text
+    assert again.json()["accepted"] is True
+    assert human_event_count(hitl_db, run_id) == 1
+    assert run_row(hitl_db, run_id)["status"] == "succeeded"
+    # The run has left the inbox.
+    inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
+    assert inbox.exit_code == 0, inbox.stderr
+    assert run_id not in {i["runId"] for i in inbox.json()}
+
+
+def test_an_event_is_refused_unless_the_run_waits(
+    api: httpx.Client, hitl_db: str, worker: WorkerProcess
+) -> None:
+    run_id = start(api, "no question here")
+    wait_run_done(hitl_db, run_id, worker=worker, timeout=30)
+
+    body = error_of(event(api, run_id, ANSWER), 409, "invalid_state")
+    assert body["details"]["status"] == "succeeded"
+    assert human_event_count(hitl_db, run_id) == 0
+    assert notifications(hitl_db, run_id) == 0
+
+    error_of(event(api, "00000000-0000-0000-0000-000000000000", ANSWER), 404, "not_found")
+    bad_type = api.post(f"/runs/{run_id}/events", json={"type": "approve", "payload": ANSWER})
+    error_of(bad_type, 400, "validation_error")
+
+
+def test_an_unanswered_question_times_out(
+    api: httpx.Client, hitl_db: str, worker: WorkerProcess
+) -> None:
+    run_id = start(api, ASK_GOAL, {"inputTimeoutSeconds": 1})
+    wait_run_status(hitl_db, run_id, "failed", worker=worker, timeout=30)
+    row = run_row(hitl_db, run_id)
+    assert row["error"]["code"] == "input_timeout", row["error"]
+    assert row["next_action"] is None
+    wait_dbos_status(hitl_db, run_id, "ERROR")
+    assert [s for s, _, _ in step_attempts(hitl_db, run_id)] == ["CompileST", "ApplyPatchST"]
+
+    # Too late now: the run does not wait any more.
+    error_of(event(api, run_id, ANSWER), 409, "invalid_state")
+    assert human_event_count(hitl_db, run_id) == 0
+
+
+def test_a_timed_out_question_is_asked_again_on_retry(
+    api: httpx.Client, hitl_db: str, worker: WorkerProcess
+) -> None:
+    run_id = start(api, ASK_GOAL, {"inputTimeoutSeconds": 1})
+    wait_run_status(hitl_db, run_id, "failed", worker=worker, timeout=30)
+
+    r = api.post(f"/runs/{run_id}/retry")
+    assert r.status_code == 202, r.text
+    assert r.json()["runId"] == run_id
+    # The same workflow resumes at the wait: the completed steps are not executed again.
+    wait_run_status(hitl_db, run_id, "waiting_input", worker=worker, timeout=30)
+    assert step_attempts(hitl_db, run_id) == [
+        ("CompileST", 1, "succeeded"),
+        ("ApplyPatchST", 1, "succeeded"),
+    ]
+    assert run_row(hitl_db, run_id)["retry_count"] == 1
+    r = event(api, run_id, ANSWER)
+    assert r.status_code == 202, r.text
+    wait_run_done(hitl_db, run_id, worker=worker, timeout=30)
+    assert step_attempts(hitl_db, run_id) == [(step, 1, "succeeded") for step in STEP_IDS]

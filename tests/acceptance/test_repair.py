@@ -1,0 +1,332 @@
+"""The repair lane and cancel (Walkthrough D) as an operator meets them: a run whose step keeps
+timing out ends `retries_exceeded` / REPAIR and is retried — the same workflow resumes at the
+failed step, completed steps do not run again, no effect is delivered twice; runs are canceled
+one by one and in bulk. A real `sisu serve` over HTTP, the installed `sisu` (in a pty where it
+asks for confirmation) and a real `sisu worker`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pexpect
+import pytest
+
+from sisu.drills.processes import WorkerProcess
+from tests.helpers import Result, rows, run_sisu, scalar, spawn_sisu
+from tests.operator_support import (
+    ASK_GOAL,
+    fast_backend,
+    run_row,
+    sisu_env,
+    start_intent,
+    step_attempts,
+    wait_dbos_status,
+    worker_running,
+    workflow_row,
+)
+from tests.runloop_support import (
+    ERROR_KEYS,
+    clone_template,
+    drop_database,
+    poll,
+    running_serve,
+    wait_run_done,
+    wait_run_status,
+)
+
+FAULTY = {"faults": {"ExecuteST": {"kind": "net_timeout", "times": 3}}}
+SLOW = {"sleepMs": 3000}
+UNKNOWN = "00000000-0000-0000-0000-000000000000"
+
+
+@pytest.fixture(scope="module")
+def rp_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("repair")
+
+
+@pytest.fixture(scope="module")
+def rp_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
+    name, url = clone_template(pg_admin_url, template_db)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, name)
+
+
+@pytest.fixture(scope="module")
+def rp_env(rp_db: str, rp_tmp: Path) -> dict[str, str]:
+    # SISU_STEP_BACKOFF_SECONDS (fast retries) is in it: the process that starts a run passes
+    # the retry policy to the run's workflow.
+    return sisu_env(rp_db, rp_tmp / "home")
+
+
+@pytest.fixture(scope="module")
+def worker(rp_db: str, rp_tmp: Path) -> Iterator[WorkerProcess]:
+    # Several slots: a slow run being canceled must not hold up the others.
+    with worker_running(rp_db, rp_tmp, name="repair", concurrency=4) as w:
+        yield w
+
+
+@pytest.fixture(scope="module")
+def api(rp_env: dict[str, str], rp_tmp: Path, worker: WorkerProcess) -> Iterator[httpx.Client]:
+    with running_serve(rp_env, rp_tmp / "logs" / "serve.log") as server:
+        assert server.wait_responding("/healthz").status_code == 200
+        with httpx.Client(base_url=server.base_url, timeout=10) as client:
+            yield client
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == ERROR_KEYS, body
+    assert body["error"] == code, body
+    assert body["message"]
+    return body
+
+
+def cli_ok(result: Result) -> Any:
+    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
+    return result.json()
+
+
+def start(api: httpx.Client, goal: str = "repair me", inputs: dict[str, Any] | None = None) -> str:
+    r = api.post("/intents", json={"goal": goal, "inputs": inputs or {}, "constraints": {}})
+    assert r.status_code == 201, r.text
+    run_id = str(r.json()["intentId"])
+    r = api.post(f"/intents/{run_id}/run", json={})
+    assert r.status_code == 202, r.text
+    return run_id
+
+
+def wait_exhausted(url: str, run_id: str, worker: WorkerProcess) -> None:
+    wait_run_status(url, run_id, "retries_exceeded", worker=worker, timeout=30)
+    wait_dbos_status(url, run_id, "ERROR")
+
+
+def receipts_seen_more_than_once(url: str) -> list[dict[str, Any]]:
+    return rows(url, "SELECT receipt_key, seen_count FROM app.mock_receipts WHERE seen_count > 1")
+
+
+def assert_repaired(url: str, run_id: str) -> None:
+    """After one retry: each earlier step ran once, ExecuteST failed three times then succeeded,
+    the same single workflow finished, and nothing was delivered twice."""
+    assert step_attempts(url, run_id) == [
+        ("CompileST", 1, "succeeded"),
+        ("ApplyPatchST", 1, "succeeded"),
+        ("DecideST", 1, "succeeded"),
+        ("ExecuteST", 1, "failed"),
+        ("ExecuteST", 2, "failed"),
+        ("ExecuteST", 3, "failed"),
+        ("ExecuteST", 4, "succeeded"),
+    ]
+    row = run_row(url, run_id)
+    assert (row["status"], row["next_action"], row["retry_count"]) == ("succeeded", None, 1)
+    wf = rows(url, "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s", (run_id,))
+    assert wf == [{"status": "SUCCESS"}]
+    assert scalar(url, "SELECT count(*) FROM app.opencode_calls WHERE run_id = %s", (run_id,)) == 1
+    assert receipts_seen_more_than_once(url) == []
+
+
+# --- the repair lane over HTTP ---------------------------------------------------------------
+
+
+def test_a_run_out_of_retries_is_repaired_on_the_same_workflow(
+    api: httpx.Client, rp_db: str, worker: WorkerProcess
+) -> None:
+    run_id = start(api, inputs=FAULTY)
+    wait_exhausted(rp_db, run_id, worker)
+    workflows_before = scalar(rp_db, "SELECT count(*) FROM dbos.workflow_status")
+
+    view = api.get(f"/runs/{run_id}").json()
+    assert (view["status"], view["nextAction"], view["retryCount"]) == (
+        "retries_exceeded",
+        "REPAIR",
+        0,
+    )
+    error = run_row(rp_db, run_id)["error"]
+    assert error["code"] == "retries_exceeded", error
+    assert error["step"] == "ExecuteST", error
+    failed = [(s, a, p) for s, a, p in step_attempts(rp_db, run_id) if s == "ExecuteST"]
+    assert failed == [("ExecuteST", n, "failed") for n in (1, 2, 3)]
+    assert all(s["error"] for s in view["steps"] if s["stepId"] == "ExecuteST")
+    assert scalar(rp_db, "SELECT count(*) FROM app.mock_receipts WHERE run_id = %s", (run_id,)) == 0
+
+    r = api.post(f"/runs/{run_id}/retry")
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": True, "runId": run_id, "fromStep": "ExecuteST"}
+    wait_run_done(rp_db, run_id, worker=worker, timeout=30)
+    assert_repaired(rp_db, run_id)
+    # A retry is the same workflow, not a new one.
+    assert scalar(rp_db, "SELECT count(*) FROM dbos.workflow_status") == workflows_before
+    assert api.get(f"/runs/{run_id}").json()["retryCount"] == 1
+
+    # It succeeded: nothing to repair any more.
+    body = error_of(api.post(f"/runs/{run_id}/retry"), 409, "invalid_state")
+    assert body["details"]["status"] == "succeeded"
+    assert run_row(rp_db, run_id)["retry_count"] == 1
+
+
+def test_retry_is_refused_unless_the_run_needs_repair(
+    api: httpx.Client, rp_db: str, worker: WorkerProcess
+) -> None:
+    run_id = start(api, "fine")
+    wait_run_done(rp_db, run_id, worker=worker, timeout=30)
+    body = error_of(api.post(f"/runs/{run_id}/retry"), 409, "invalid_state")
+    assert body["details"]["status"] == "succeeded"
+    row = run_row(rp_db, run_id)
+    assert (row["status"], row["retry_count"]) == ("succeeded", 0)
+    error_of(api.post(f"/runs/{UNKNOWN}/retry"), 404, "not_found")
+    error_of(api.post(f"/runs/{UNKNOWN}/cancel"), 404, "not_found")
+
+
+# --- cancel over HTTP ------------------------------------------------------------------------
+
+
+def test_a_slow_run_is_canceled_once(api: httpx.Client, rp_db: str, worker: WorkerProcess) -> None:
+    run_id = start(api, "slow", SLOW)
+    # Inside ExecuteST: the three steps before it are done, the slow one is executing.
+    poll(
+        "the slow run to be in ExecuteST",
+        lambda: True if run_row(rp_db, run_id)["last_step"] == "DecideST" else None,
+        timeout=30,
+    )
+    r = api.post(f"/runs/{run_id}/cancel")
+    assert r.status_code == 202, r.text
+    assert r.json() == {"accepted": True, "runId": run_id, "status": "canceled"}
+    assert run_row(rp_db, run_id)["status"] == "canceled"
+    wait_dbos_status(rp_db, run_id, "CANCELLED")
+
+    body = error_of(api.post(f"/runs/{run_id}/cancel"), 409, "invalid_state")
+    assert body["details"]["status"] == "canceled"
+    # A canceled run is not repairable either.
+    error_of(api.post(f"/runs/{run_id}/retry"), 409, "invalid_state")
+
+    # The step that was executing when the run was canceled ends meanwhile (its 3 s are up
+    # once its delivery shows); it must not bring the run back to life.
+    deadline = time.monotonic() + 6
+    while time.monotonic() < deadline and not rows(
+        rp_db, "SELECT 1 FROM app.mock_receipts WHERE run_id = %s", (run_id,)
+    ):
+        time.sleep(0.1)
+    time.sleep(0.3)
+    row = run_row(rp_db, run_id)
+    assert (row["status"], row["next_action"]) == ("canceled", None)
+    assert workflow_row(rp_db, run_id)["status"] == "CANCELLED"  # type: ignore[index]
+    assert receipts_seen_more_than_once(rp_db) == []
+
+
+def test_a_queued_run_is_canceled_before_it_starts(
+    api: httpx.Client, rp_db: str, rp_env: dict[str, str]
+) -> None:
+    """Canceled while still queued (a lane no worker here serves: the partitioned queue)."""
+    r = api.post("/intents", json={"goal": "never runs", "inputs": {}, "constraints": {}})
+    run_id = r.json()["intentId"]
+    r = api.post(f"/intents/{run_id}/run", json={"queuePartitionKey": "tenant-x"})
+    assert r.status_code == 202, r.text
+    assert workflow_row(rp_db, run_id)["status"] == "ENQUEUED"  # type: ignore[index]
+
+    canceled = cli_ok(run_sisu(["run", "cancel", run_id, "--json"], rp_env))
+    assert canceled == {"accepted": True, "runId": run_id, "status": "canceled"}
+    assert run_row(rp_db, run_id)["status"] == "canceled"
+    assert workflow_row(rp_db, run_id)["status"] == "CANCELLED"  # type: ignore[index]
+    again = run_sisu(["run", "cancel", run_id, "--json"], rp_env)
+    assert again.exit_code == 5, (again.stdout, again.stderr)
+    assert again.json()["error"] == "invalid_state"
+    assert step_attempts(rp_db, run_id) == []
+
+
+# --- the CLI ---------------------------------------------------------------------------------
+
+
+def test_cli_retry_repairs_one_run(
+    rp_db: str, rp_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    with fast_backend(rp_db) as b:
+        run_id = start_intent(b, "cli repair", inputs=FAULTY)
+        fine = start_intent(b, "cli fine")
+    wait_exhausted(rp_db, run_id, worker)
+    wait_run_done(rp_db, fine, worker=worker, timeout=30)
+
+    accepted = cli_ok(run_sisu(["run", "retry", run_id, "--json"], rp_env))
+    assert accepted == {"accepted": True, "runId": run_id, "fromStep": "ExecuteST"}
+    wait_run_done(rp_db, run_id, worker=worker, timeout=30)
+    assert_repaired(rp_db, run_id)
+
+    refused = run_sisu(["run", "retry", fine, "--json"], rp_env)
+    assert refused.exit_code == 5, (refused.stdout, refused.stderr)
+    body = refused.json()
+    assert set(body) == ERROR_KEYS
+    assert body["error"] == "invalid_state"
+    assert run_row(rp_db, fine)["retry_count"] == 0
+
+
+def test_cli_bulk_cancel_of_waiting_runs(
+    rp_db: str, rp_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    with fast_backend(rp_db) as b:
+        asking = [start_intent(b, ASK_GOAL) for _ in range(2)]
+    for run_id in asking:
+        wait_run_status(rp_db, run_id, "waiting_input", worker=worker, timeout=30)
+    waiting = {
+        r["id"] for r in rows(rp_db, "SELECT id FROM app.runs WHERE status = 'waiting_input'")
+    }
+    assert waiting == set(asking)
+
+    result = cli_ok(
+        run_sisu(["run", "cancel", "--status", "waiting_input", "--all", "--yes", "--json"], rp_env)
+    )
+    assert result["matched"] == 2
+    assert {(o["runId"], o["ok"]) for o in result["results"]} == {(i, True) for i in asking}
+    for run_id in asking:
+        assert run_row(rp_db, run_id)["status"] == "canceled"
+        wait_dbos_status(rp_db, run_id, "CANCELLED")
+    assert scalar(rp_db, "SELECT count(*) FROM app.runs WHERE status = 'waiting_input'") == 0
+
+
+def bulk_retry_in_a_terminal(env: dict[str, str], answer: str) -> int:
+    child = spawn_sisu(["run", "retry", "--status", "retries_exceeded", "--all"], env, timeout=30)
+    child.expect(r"\?")  # the confirmation prompt
+    child.sendline(answer)
+    child.expect(pexpect.EOF)
+    child.close()
+    return int(child.exitstatus) if child.exitstatus is not None else -1
+
+
+def test_cli_bulk_retry_asks_first(
+    rp_db: str, rp_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    with fast_backend(rp_db) as b:
+        broken = [start_intent(b, f"bulk repair {i}", inputs=FAULTY) for i in range(2)]
+    for run_id in broken:
+        wait_exhausted(rp_db, run_id, worker)
+    exhausted = {
+        r["id"] for r in rows(rp_db, "SELECT id FROM app.runs WHERE status = 'retries_exceeded'")
+    }
+    assert exhausted == set(broken)
+
+    # "n": nothing is retried.
+    assert bulk_retry_in_a_terminal(rp_env, "n") == 1
+    for run_id in broken:
+        row = run_row(rp_db, run_id)
+        assert (row["status"], row["retry_count"]) == ("retries_exceeded", 0)
+        assert workflow_row(rp_db, run_id)["status"] == "ERROR"  # type: ignore[index]
+
+    # "y": every one of them is retried, on its own workflow, and succeeds.
+    assert bulk_retry_in_a_terminal(rp_env, "y") == 0
+    for run_id in broken:
+        wait_run_done(rp_db, run_id, worker=worker, timeout=30)
+        assert_repaired(rp_db, run_id)
+
+
+def test_cli_bulk_refuses_an_unknown_status(rp_env: dict[str, str], rp_db: str) -> None:
+    result = run_sisu(
+        ["run", "cancel", "--status", "cancelled", "--all", "--yes", "--json"], rp_env
+    )
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    body = result.json()
+    assert set(body) == ERROR_KEYS
+    assert body["error"] == "validation_error"
