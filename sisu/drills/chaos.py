@@ -112,32 +112,30 @@ class Drill:
 
     # -- targets ---------------------------------------------------------------------------
 
-    def wait_in_execute(self) -> str:
-        def probe() -> str | None:
-            with connect(self.url) as conn:
-                row = conn.execute(q("chaos_in_execute"), {"run_ids": self.run_ids}).fetchone()
-            if row is None:
-                self.keep_busy()
-            return row["id"] if row else None
-
-        run_id = wait_for("a run inside ExecuteST", probe, timeout=60, worker=self.worker)
-        # Land somewhere inside the step's pre-delivery window, not always at its start.
-        time.sleep(self.rng.uniform(0, EXECUTE_SLEEP_MS / 1000 / 2))
-        return run_id
-
-    def wait_after_effect(self) -> str:
-        # Only a delivery made from now on: older markers belong to deliveries long checkpointed.
-        self.seen_markers.update(m.name for m in self.markers.glob("*.after-effect"))
+    def _wait_marker(self, point: str) -> str:
+        """The run of the first `point` marker written from now on (older markers belong to
+        moments long past)."""
+        pattern = f"*.{point}"
+        self.seen_markers.update(m.name for m in self.markers.glob(pattern))
 
         def probe() -> str | None:
-            for marker in self.markers.glob("*.after-effect"):
+            for marker in self.markers.glob(pattern):
                 if marker.name not in self.seen_markers:
                     self.seen_markers.add(marker.name)
                     return marker.name.split(".")[0]
             self.keep_busy()
             return None
 
-        return wait_for("a delivery awaiting its checkpoint", probe, timeout=60, worker=self.worker)
+        return wait_for(f"a run at {point}", probe, timeout=60, worker=self.worker)
+
+    def wait_in_execute(self) -> str:
+        run_id = self._wait_marker("execute")
+        # Land somewhere inside the step's pre-delivery window, not always at its start.
+        time.sleep(self.rng.uniform(0, EXECUTE_SLEEP_MS / 1000 / 2))
+        return run_id
+
+    def wait_after_effect(self) -> str:
+        return self._wait_marker("after-effect")
 
     def wait_recovered(self, run_id: str, since: datetime) -> float | None:
         """Seconds from the fault to the interrupted run's next checkpoint."""

@@ -138,7 +138,9 @@ def run(
                 accepted.append(intent_id)
             _until_ok(post(f"/intents/{intent_id}/run", {"traceId": "chaos"}), 202, deadline)
 
-    threads = [threading.Thread(target=client, args=(total // 2 + k,)) for k in range(2)]
+    threads = [
+        threading.Thread(target=client, args=(total // 2 + (k < total % 2),)) for k in range(2)
+    ]
     kills: list[KillRecord] = []
     rng = random.Random(0)
     try:

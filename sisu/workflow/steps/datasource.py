@@ -48,22 +48,26 @@ def run(name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R
     )
 
 
-def connection() -> psycopg.Connection[Any]:
-    """The psycopg connection of the current datasource transaction, for `sql/queries.sql`."""
+Cursor = psycopg.Cursor[dict[str, Any]]
+
+
+def connection() -> Cursor:
+    """A dict-row cursor in the current datasource transaction, for `sql/queries.sql`. A cursor,
+    not the connection's own row factory: the connection goes back to a pool that DBOS reads
+    its checkpoints from, and those reads expect plain tuples."""
     assert _datasource is not None
     driver_conn = _datasource.sql_session().connection().connection.driver_connection
     assert isinstance(driver_conn, psycopg.Connection)
-    driver_conn.row_factory = dict_row
-    return driver_conn
+    return driver_conn.cursor(row_factory=dict_row)
 
 
 @contextmanager
-def outside_transaction() -> Iterator[psycopg.Connection[Any]]:
-    """A connection in a transaction of its own, committed at exit — for writes that must not
-    roll back with the step (failed-attempt records, the mock outside system)."""
+def outside_transaction() -> Iterator[Cursor]:
+    """A cursor in a transaction of its own, committed at exit — for writes that must not roll
+    back with the step (failed-attempt records)."""
     assert _datasource is not None
     with _datasource.engine.begin() as conn:
         driver_conn = conn.connection.driver_connection
         assert isinstance(driver_conn, psycopg.Connection)
-        driver_conn.row_factory = dict_row
-        yield driver_conn
+        with driver_conn.cursor(row_factory=dict_row) as cur:
+            yield cur

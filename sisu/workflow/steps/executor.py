@@ -30,12 +30,12 @@ class MockOutsideSystem:
         )
 
     @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+    def _connection(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
         with self._engine.begin() as conn:
             driver = conn.connection.driver_connection
             assert isinstance(driver, psycopg.Connection)
-            driver.row_factory = dict_row
-            yield driver
+            with driver.cursor(row_factory=dict_row) as cur:
+                yield cur
 
     def lookup(self, receipt_key: str) -> Receipt | None:
         with self._connection() as conn:

@@ -21,7 +21,7 @@ from sisu.workflow.steps import datasource, drill_hooks, runtime
 from sisu.workflow.steps.errors import StepError, TransientStepError
 from sisu.workflow.steps.ports import Delivery
 
-Conn = psycopg.Connection[Any]
+Conn = datasource.Cursor
 log = logging.getLogger("sisu.steps")
 
 
@@ -265,6 +265,7 @@ def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
 
     def body(conn: Conn, attempt: int) -> dict[str, Any]:
         inputs = _intent(conn, run_id)["inputs"]
+        drill_hooks.entered_execute(run_id)
         sleep_ms = inputs.get("sleepMs", 0)
         if isinstance(sleep_ms, int | float) and sleep_ms > 0:
             time.sleep(sleep_ms / 1000)  # drill knob: hold the step open to be killed in

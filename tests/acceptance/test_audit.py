@@ -1,0 +1,243 @@
+"""`sisu audit`: the SQL oracles. Two intents run to success once with a real worker; every test
+then gets its own copy of that database, breaks one law by hand (the way a bug would) and
+expects exactly the oracle for that law to fail, by name, with exit 1."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from sisu.contracts.runs import IntentCreate, RunRequest
+from sisu.service import intents
+from sisu.service.backend import Backend
+from tests.helpers import Result, rows, run_sisu
+from tests.ops_support import cloned_database, sisu_env_for
+from tests.runloop_support import clone_template, drop_database, running_worker, wait_run_done
+
+CHECK_NAMES = [
+    "duplicate_effects",
+    "step_sequence",
+    "status_agreement",
+    "compiler_calls",
+    "stranded_runs",
+    "unread_events",
+]
+
+
+@dataclass
+class Golden:
+    """A database where runs `a` and `b` succeeded with a real worker."""
+
+    name: str
+    a: str
+    b: str
+
+
+@pytest.fixture(scope="module")
+def golden(
+    pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Golden]:
+    name, url = clone_template(pg_admin_url, template_db, f"sisu_audit_{uuid.uuid4().hex[:8]}")
+    backend = Backend(url, app_version="v1")
+    try:
+        ids = [
+            intents.create_intent(backend, IntentCreate(goal=f"audit {n}", inputs={"tasks": 2}))
+            for n in ("a", "b")
+        ]
+        with running_worker(url, tmp_path_factory.mktemp("audit")) as worker:
+            for intent in ids:
+                intents.start_run(backend, intent.intent_id, RunRequest(trace_id="audit"))
+            for intent in ids:
+                wait_run_done(url, intent.intent_id, worker=worker)
+    finally:
+        backend.close()
+    yield Golden(name, ids[0].intent_id, ids[1].intent_id)
+    drop_database(pg_admin_url, name)
+
+
+@dataclass
+class Db:
+    url: str
+    env: dict[str, str]
+    a: str
+    b: str
+
+    def execute(self, statement: str, params: Any = None) -> int:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(statement, params).rowcount
+
+    def audit(self, *args: str, env: dict[str, str] | None = None) -> Result:
+        return run_sisu(["audit", *args], env or self.env)
+
+
+@pytest.fixture
+def db(golden: Golden, pg_admin_url: str, tmp_path: Path) -> Iterator[Db]:
+    with cloned_database(pg_admin_url, golden.name, "sisu_audit_t") as url:
+        yield Db(url, sisu_env_for(url, tmp_path / "home"), golden.a, golden.b)
+
+
+def checks(result: Result) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in result.json()["checks"]}
+
+
+def assert_only_failing(result: Result, name: str, count: int = 1) -> dict[str, Any]:
+    """Exit 1, `name` failed with `count` rows, and every other check still passes."""
+    assert result.exit_code == 1, f"{result.stdout}\n{result.stderr}"
+    body = result.json()
+    assert body["ok"] is False
+    by_name = checks(result)
+    failing = sorted(n for n, c in by_name.items() if not c["ok"])
+    assert failing == [name], by_name
+    assert by_name[name]["count"] == count, by_name[name]
+    assert len(by_name[name]["detail"]) == count
+    return by_name[name]
+
+
+def test_a_clean_database_passes_every_check(db: Db) -> None:
+    result = db.audit("--json")
+    assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
+    body = result.json()
+    assert body["ok"] is True
+    assert [c["name"] for c in body["checks"]] == CHECK_NAMES
+    for c in body["checks"]:
+        assert {"name", "ok", "count", "detail"} <= set(c), c
+        assert (c["ok"], c["count"], c["detail"]) == (True, 0, []), c
+
+
+def test_a_receipt_seen_twice_fails_duplicate_effects(db: Db) -> None:
+    assert (
+        db.execute(
+            "UPDATE app.mock_receipts SET seen_count = 2 WHERE receipt_key = "
+            "(SELECT min(receipt_key) FROM app.mock_receipts WHERE run_id = %s)",
+            (db.a,),
+        )
+        == 1
+    )
+    failed = assert_only_failing(db.audit("--json"), "duplicate_effects")
+    assert failed["detail"][0]["run_id"] == db.a
+    assert failed["detail"][0]["seen_count"] == 2
+
+
+def test_verbose_prints_each_check_sql_ready_for_psql(db: Db) -> None:
+    db.execute("UPDATE app.mock_receipts SET seen_count = 2 WHERE run_id = %s", (db.a,))
+    human = db.audit("-v")
+    assert human.exit_code == 1
+    assert "FROM app.mock_receipts" in human.stdout
+    # Each check's SQL, as the JSON carries it, is printed verbatim and runs as it stands
+    # (parameters filled in), finding what the check counted.
+    as_json = db.audit("--json", "-v")
+    assert as_json.exit_code == 1
+    for check in as_json.json()["checks"]:
+        sql = check["sql"]
+        assert sql, check
+        assert sql in human.stdout, check["name"]
+        with psycopg.connect(db.url) as conn:
+            found = conn.execute(sql).fetchall()
+        assert len(found) == check["count"], check["name"]
+
+
+def test_run_scopes_the_audit_to_one_run(db: Db) -> None:
+    db.execute("UPDATE app.mock_receipts SET seen_count = 2 WHERE run_id = %s", (db.b,))
+    clean = db.audit("--run", db.a, "--json")
+    assert clean.exit_code == 0, clean.stdout
+    assert clean.json()["runId"] == db.a
+    assert [c["name"] for c in clean.json()["checks"]] == CHECK_NAMES
+    dirty = db.audit("--run", db.b, "--json")
+    failed = assert_only_failing(dirty, "duplicate_effects", count=2)
+    assert {d["run_id"] for d in failed["detail"]} == {db.b}
+    whole = db.audit("--json")
+    assert whole.exit_code == 1
+    assert checks(whole)["duplicate_effects"]["count"] == 2
+
+
+def test_a_missing_step_attempt_fails_step_sequence(db: Db) -> None:
+    assert (
+        db.execute("DELETE FROM app.run_steps WHERE run_id = %s AND step_id = 'DecideST'", (db.a,))
+        == 1
+    )
+    failed = assert_only_failing(db.audit("--json"), "step_sequence")
+    assert failed["detail"][0]["run_id"] == db.a
+    assert failed["detail"][0]["steps"] == ["CompileST", "ApplyPatchST", "ExecuteST"]
+
+
+def test_an_app_status_dbos_disagrees_with_fails_status_agreement(db: Db) -> None:
+    db.execute("UPDATE app.runs SET status = 'running' WHERE id = %s", (db.a,))
+    failed = assert_only_failing(db.audit("--json"), "status_agreement")
+    assert failed["detail"][0] == {
+        "run_id": db.a,
+        "run_status": "running",
+        "workflow_status": "SUCCESS",
+    }
+
+
+def test_an_unrecorded_compile_fails_compiler_calls(db: Db) -> None:
+    assert db.execute("DELETE FROM app.opencode_calls WHERE run_id = %s", (db.a,)) >= 1
+    failed = assert_only_failing(db.audit("--json"), "compiler_calls")
+    assert failed["detail"][0]["run_id"] == db.a
+
+
+def test_a_compile_without_response_fails_compiler_calls(db: Db) -> None:
+    db.execute("UPDATE app.opencode_calls SET response = NULL WHERE run_id = %s", (db.b,))
+    failed = assert_only_failing(db.audit("--json"), "compiler_calls")
+    assert failed["detail"][0]["run_id"] == db.b
+
+
+def cli_run(db: Db, version: str) -> str:
+    env = {**db.env, "SISU_APP_VERSION": version}
+    created = run_sisu(["intent", "create", "--goal", f"stranded on {version}", "--json"], env)
+    assert created.exit_code == 0, created.stderr
+    intent_id: str = created.json()["intentId"]
+    started = run_sisu(["intent", "run", intent_id, "--json"], env)
+    assert started.exit_code == 0, started.stderr
+    return intent_id
+
+
+def test_a_queued_run_on_a_version_no_worker_serves_fails_stranded_runs(db: Db) -> None:
+    # A live (by heartbeat) worker serves v1, so a v1 run waits legitimately; nobody serves
+    # v-other.
+    db.execute(
+        "INSERT INTO app.workers (executor_id, app_version, pid, host) "
+        "VALUES ('audit-v1', 'v1', 1, 'elsewhere')"
+    )
+    backend = Backend(db.url, app_version="v1")
+    try:
+        served = intents.create_intent(backend, IntentCreate(goal="served")).intent_id
+        intents.start_run(backend, served, RunRequest())
+    finally:
+        backend.close()
+    stranded = cli_run(db, "v-other")
+    versions = rows(
+        db.url, "SELECT id, app_version FROM app.runs WHERE id = ANY(%s)", ([served, stranded],)
+    )
+    assert {r["id"]: r["app_version"] for r in versions} == {served: "v1", stranded: "v-other"}
+    failed = assert_only_failing(db.audit("--json"), "stranded_runs")
+    assert failed["detail"][0]["run_id"] == stranded
+    assert failed["detail"][0]["app_version"] == "v-other"
+
+
+def test_a_run_pending_on_a_dead_executor_fails_stranded_runs(db: Db) -> None:
+    db.execute(
+        "UPDATE dbos.workflow_status SET status = 'PENDING', executor_id = 'gone-1' "
+        "WHERE workflow_uuid = %s",
+        (db.a,),
+    )
+    db.execute("UPDATE app.runs SET status = 'running' WHERE id = %s", (db.a,))
+    failed = assert_only_failing(db.audit("--json"), "stranded_runs")
+    assert failed["detail"][0]["run_id"] == db.a
+    assert failed["detail"][0]["executor_id"] == "gone-1"
+
+
+def test_an_answer_to_a_finished_run_fails_unread_events(db: Db) -> None:
+    db.execute(
+        "INSERT INTO dbos.notifications (destination_uuid, topic, message) "
+        "VALUES (%s, 'human_input', '{}')",
+        (db.a,),
+    )
+    failed = assert_only_failing(db.audit("--json"), "unread_events")
+    assert failed["detail"][0]["run_id"] == db.a

@@ -1,0 +1,192 @@
+"""`sisu doctor`: the ops manual's triage table as checks. Each finding names the symptom, the
+check and the fix; exit 1 when anything needs fixing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sisu.contracts.runs import IntentCreate, RunRequest
+from sisu.drills.processes import WorkerProcess
+from sisu.service import intents
+from sisu.service.backend import Backend
+from tests.helpers import Result, rows, run_sisu
+from tests.ops_support import sisu_env_for
+from tests.runloop_support import free_port, running_serve, running_worker, wait_run_done
+
+
+def quiet_ports(env: dict[str, str]) -> dict[str, str]:
+    """Point the configured ports somewhere nobody listens, so that whatever else runs on this
+    machine on 3001/3002 does not become a finding of these tests."""
+    return {**env, "PORT": str(free_port()), "ADMIN_PORT": str(free_port())}
+
+
+def doctor(env: dict[str, str], *args: str) -> Result:
+    return run_sisu(["doctor", "--json", *args], env)
+
+
+def findings(result: Result, name: str) -> list[dict[str, Any]]:
+    return [f for f in result.json()["findings"] if f["name"] == name]
+
+
+def finding(result: Result, name: str) -> dict[str, Any]:
+    [found] = findings(result, name)
+    return found
+
+
+def create_run(env: dict[str, str], **version: str) -> str:
+    """`sisu intent create` + `sisu intent run` with the app version in the environment."""
+    env = {**env, **version}
+    created = run_sisu(["intent", "create", "--goal", "stranded?", "--json"], env)
+    assert created.exit_code == 0, created.stderr
+    intent_id: str = created.json()["intentId"]
+    started = run_sisu(["intent", "run", intent_id, "--json"], env)
+    assert started.exit_code == 0, started.stderr
+    return intent_id
+
+
+# --- no worker at all --------------------------------------------------------------------------
+
+
+def test_a_run_on_a_version_nobody_serves_is_named_with_its_fix(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    env = quiet_ports(sisu_env)
+    run_id = create_run(env, SISU_APP_VERSION="v-other")
+    # The CLI stamps the run, and its workflow, with SISU_APP_VERSION.
+    assert rows(
+        db_url,
+        "SELECT r.app_version, w.application_version FROM app.runs r "
+        "JOIN dbos.workflow_status w ON w.workflow_uuid = r.id WHERE r.id = %s",
+        (run_id,),
+    ) == [{"app_version": "v-other", "application_version": "v-other"}]
+
+    result = doctor(env)
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["ok"] is False
+    stranded = finding(result, "stranded_version")
+    assert stranded["ok"] is False
+    assert stranded["detail"]["appVersion"] == "v-other"
+    assert stranded["detail"]["runs"] == 1
+    assert stranded["detail"]["exampleRun"] == run_id
+    assert "--app-version v-other" in stranded["fix"]
+    for f in result.json()["findings"]:
+        assert {"name", "ok", "symptom", "check", "fix"} <= set(f), f
+
+
+def test_dbos_appversion_stamps_runs_too(sisu_env: dict[str, str], db_url: str) -> None:
+    env = quiet_ports(sisu_env)
+    run_id = create_run(env, DBOS__APPVERSION="v-seed")
+    assert rows(db_url, "SELECT app_version FROM app.runs WHERE id = %s", (run_id,)) == [
+        {"app_version": "v-seed"}
+    ]
+    assert finding(doctor(env), "stranded_version")["detail"]["appVersion"] == "v-seed"
+
+
+def test_no_live_worker_is_a_finding(sisu_env: dict[str, str]) -> None:
+    result = doctor(quiet_ports(sisu_env))
+    assert result.exit_code == 1
+    workers = finding(result, "workers")
+    assert workers["ok"] is False
+    assert workers["detail"] == []
+    assert workers["fix"]
+
+
+def test_an_api_shim_that_does_not_answer_is_a_finding(sisu_env: dict[str, str]) -> None:
+    result = doctor(quiet_ports(sisu_env), "--api", "http://127.0.0.1:1")
+    assert result.exit_code == 1
+    shim = finding(result, "api_shim")
+    assert shim["ok"] is False
+    assert shim["fix"]
+
+
+def test_an_unreachable_database_is_a_finding_not_a_traceback(tmp_path: Path) -> None:
+    env = quiet_ports(sisu_env_for("postgresql://postgres@127.0.0.1:1/sisu", tmp_path / "home"))
+    result = doctor(env)
+    assert result.exit_code == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    database = finding(result, "database")
+    assert database["ok"] is False
+    assert database["fix"]
+    # Nothing that needs the database is claimed either way.
+    assert findings(result, "workers") == []
+
+
+# --- a live v1 worker ---------------------------------------------------------------------------
+
+
+@dataclass
+class Live:
+    env: dict[str, str]
+    url: str
+    worker: WorkerProcess
+    succeeded: str
+
+
+@pytest.fixture(scope="module")
+def live(
+    module_db_url: str,
+    module_sisu_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Live]:
+    backend = Backend(module_db_url, app_version="v1")
+    try:
+        with running_worker(module_db_url, tmp_path_factory.mktemp("doctor")) as worker:
+            intent = intents.create_intent(backend, IntentCreate(goal="doctor", inputs={}))
+            intents.start_run(backend, intent.intent_id, RunRequest())
+            wait_run_done(module_db_url, intent.intent_id, worker=worker)
+            yield Live(quiet_ports(module_sisu_env), module_db_url, worker, intent.intent_id)
+    finally:
+        backend.close()
+
+
+def test_a_live_worker_is_listed_with_its_version(live: Live) -> None:
+    result = doctor(live.env)
+    workers = finding(result, "workers")
+    assert workers["ok"] is True, workers
+    assert {"executorId": live.worker.executor_id, "appVersion": "v1"} in workers["detail"]
+    assert live.worker.executor_id in workers["symptom"]
+    assert finding(result, "database")["ok"] is True
+
+
+def test_a_healthy_deployment_exits_0(live: Live) -> None:
+    with running_serve(live.env, Path(live.worker.log_path).parent / "serve.log") as serve:
+        serve.wait_responding()
+        result = doctor(live.env, "--api", serve.base_url)
+    assert result.exit_code == 0, result.stdout
+    assert result.json()["ok"] is True
+    assert finding(result, "api_shim")["ok"] is True
+    assert findings(result, "stranded_version") == []
+
+
+def test_run_explains_a_succeeded_run(live: Live) -> None:
+    result = doctor(live.env, "--run", live.succeeded)
+    run = finding(result, "run")
+    assert run["detail"]["status"] == "succeeded"
+    assert run["detail"]["nextAction"] is None
+
+
+def test_run_names_an_unknown_run(live: Live) -> None:
+    result = doctor(live.env, "--run", "no-such-run")
+    assert result.exit_code == 1
+    assert finding(result, "run")["ok"] is False
+
+
+def test_a_version_stranded_next_to_a_live_worker_is_named(live: Live) -> None:
+    run_id = create_run(live.env, SISU_APP_VERSION="v-other")
+    try:
+        result = doctor(live.env)
+        assert result.exit_code == 1
+        assert finding(result, "workers")["ok"] is True
+        # v1 is served; only v-other is stranded.
+        stranded = finding(result, "stranded_version")
+        assert stranded["detail"]["appVersion"] == "v-other"
+        assert stranded["detail"]["exampleRun"] == run_id
+        assert "--app-version v-other" in stranded["fix"]
+    finally:
+        canceled = run_sisu(["run", "cancel", run_id], live.env)
+        assert canceled.exit_code == 0, canceled.stderr
