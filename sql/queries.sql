@@ -428,12 +428,18 @@ FROM app.workers k
 ORDER BY alive DESC, k.executor_id;
 
 -- name: workflow_resume_point
--- The step a moved run resumes at: the first function without a recorded output.
-SELECT w.status, coalesce(max(o.function_id), 0) + 1 AS start_step
+-- The step a moved run resumes at: the first function without a recorded output — in DBOS's
+-- step record or in the datasource checkpoints (a step can commit its checkpoint and die
+-- before DBOS records it; that step is done and replays, it must not run again).
+SELECT w.status,
+       greatest(
+           (SELECT coalesce(max(function_id), 0) FROM dbos.operation_outputs o
+            WHERE o.workflow_uuid = w.workflow_uuid),
+           (SELECT coalesce(max(step_id), 0) FROM dbos.datasource_outputs d
+            WHERE d.workflow_id = w.workflow_uuid AND d.error IS NULL)
+       ) + 1 AS start_step
 FROM dbos.workflow_status w
-LEFT JOIN dbos.operation_outputs o ON o.workflow_uuid = w.workflow_uuid
-WHERE w.workflow_uuid = %(workflow_id)s
-GROUP BY w.status;
+WHERE w.workflow_uuid = %(workflow_id)s;
 
 -- name: run_moved
 UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()

@@ -58,6 +58,15 @@ def worker(
     from sisu.worker import process
 
     s = settings()
+    if failover_timeout < 1.5 * s.heartbeat_seconds:
+        from sisu.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"--failover-timeout {failover_timeout:g} is shorter than 1.5 heartbeats "
+            f"({1.5 * s.heartbeat_seconds:g}s; SISU_HEARTBEAT_SECONDS): live workers would be "
+            "taken for dead",
+            details=[{"field": "failover_timeout", "min": 1.5 * s.heartbeat_seconds}],
+        )
     port = s.admin_port if admin_port is None else admin_port
     if executor_id is None:
         if port == 0:

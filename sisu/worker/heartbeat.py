@@ -78,7 +78,11 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         params = {"executor_id": self.me.executor_id, "pid": self.me.pid}
         conn: psycopg.Connection[object] | None = None
-        while not self._stop_event.wait(self.interval):
+        # The first beat goes out at once: the claim happened before DBOS launched, and a peer
+        # must not take a worker that just became ready for dead.
+        beat_now = True
+        while beat_now or not self._stop_event.wait(self.interval):
+            beat_now = False
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
