@@ -7,6 +7,7 @@ restarts and unique per worker — never DBOS's shared default "local"."""
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import socket
@@ -77,7 +78,7 @@ def _grace(opts: WorkerOptions) -> int:
             ).fetchone()
     except SisuError:
         return 0
-    return int(opts.grace_seconds) if row and row["n"] else 0
+    return math.ceil(opts.grace_seconds) if row and row["n"] else 0
 
 
 def run(opts: WorkerOptions) -> int:
