@@ -6,7 +6,6 @@ Zero duplicate effects and every run succeeded, or the drill fails."""
 from __future__ import annotations
 
 import random
-import statistics
 import tempfile
 import time
 import uuid
@@ -16,13 +15,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sisu.audit import oracles
 from sisu.config import Settings
 from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
 from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.db import embedded
 from sisu.db.connection import connect
 from sisu.db.queries import q
+from sisu.drills import verdict
 from sisu.drills.processes import WorkerProcess, wait_for
 from sisu.errors import ValidationFailed
 from sisu.service import intents
@@ -31,7 +30,6 @@ from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR, ENV_PAUSE
 
 KILL_POINTS = ("execute", "after-effect", "random")
 FAULTS = ("worker-kill", "postgres-restart", "shim-kill")
-TERMINAL = {"succeeded", "failed", "canceled", "retries_exceeded"}
 # ExecuteST holds still this long before delivering (inputs.sleepMs), and a drill worker pauses
 # this long after each delivery, so that a kill can land in either window.
 EXECUTE_SLEEP_MS = 600
@@ -90,11 +88,6 @@ class Drill:
             intents.start_run(self.backend, intent.intent_id, RunRequest(trace_id="chaos"))
             self.run_ids.append(intent.intent_id)
 
-    def statuses(self) -> dict[str, int]:
-        with connect(self.url) as conn:
-            rows = conn.execute(q("chaos_statuses"), {"run_ids": self.run_ids}).fetchall()
-        return {r["status"]: r["n"] for r in rows}
-
     def keep_busy(self) -> None:
         """Submit another batch when every run of the drill has finished: a fault needs a
         run in flight to land in."""
@@ -102,7 +95,7 @@ class Drill:
             self.submit(self.runs)
 
     def unfinished(self) -> int:
-        return sum(n for s, n in self.statuses().items() if s not in TERMINAL)
+        return verdict.unfinished(self.url, self.run_ids)
 
     def evidence(self, run_id: str) -> dict[str, Any]:
         with connect(self.url) as conn:
@@ -175,7 +168,7 @@ class Drill:
                 receipts_at_kill=before["receipts"],
                 execute_done_at_kill=before["execute_done"],
                 recovery_seconds=None
-                if before["status"] in TERMINAL
+                if before["status"] in verdict.TERMINAL
                 else self.wait_recovered(run_id, at),
             )
         )
@@ -204,7 +197,6 @@ class Drill:
     # -- the drill -------------------------------------------------------------------------
 
     def run(self) -> ChaosResult:
-        started = time.monotonic()
         self.start_worker()
         try:
             self.submit(self.runs)
@@ -225,33 +217,10 @@ class Drill:
             if self.worker is not None:
                 self.worker.stop()
             self.backend.close()
-        return self.result(time.monotonic() - started)
+        return self.result()
 
-    def result(self, _elapsed: float) -> ChaosResult:
-        report = oracles.run(
-            self.url,
-            run_ids=self.run_ids,
-            dead_after_seconds=self.settings.worker_dead_after_seconds,
-        )
-        duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
-        statuses = self.statuses()
-        succeeded = statuses.get("succeeded", 0)
-        recoveries = [k.recovery_seconds for k in self.kills if k.recovery_seconds is not None]
-        return ChaosResult(
-            ok=succeeded == len(self.run_ids) and duplicates == 0 and report.ok,
-            iterations=self.iterations,
-            kills=len(self.kills),
-            runs=len(self.run_ids),
-            succeeded=succeeded,
-            duplicates=duplicates,
-            pending_left=len(self.run_ids) - sum(statuses.get(s, 0) for s in TERMINAL),
-            recovery_seconds=Percentiles(
-                p50=statistics.median(recoveries) if recoveries else None,
-                max=max(recoveries) if recoveries else None,
-            ),
-            audit_ok=report.ok,
-            kill_log=self.kills,
-        )
+    def result(self) -> ChaosResult:
+        return verdict.summarize(self.url, self.settings, self.run_ids, self.kills, self.iterations)
 
 
 def run(

@@ -9,7 +9,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -21,14 +20,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sisu.audit import oracles
 from sisu.config import Settings
-from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
-from sisu.db.connection import connect
-from sisu.db.queries import q
+from sisu.contracts.ops import ChaosResult, KillRecord
+from sisu.drills import verdict
 from sisu.drills.processes import WorkerProcess
-
-TERMINAL = {"succeeded", "failed", "canceled", "retries_exceeded"}
 
 
 def _free_port() -> int:
@@ -162,34 +157,9 @@ def run(
             )  # fmt: skip
         for t in threads:
             t.join()
-        while time.monotonic() < deadline:
-            with connect(url) as conn:
-                rows = conn.execute(q("chaos_statuses"), {"run_ids": accepted}).fetchall()
-            statuses = {r["status"]: r["n"] for r in rows}
-            if sum(n for s, n in statuses.items() if s in TERMINAL) >= len(accepted):
-                break
+        while time.monotonic() < deadline and verdict.unfinished(url, accepted):
             time.sleep(0.2)
     finally:
         shim.stop()
         worker.stop()
-    report = oracles.run(
-        url, run_ids=accepted, dead_after_seconds=settings.worker_dead_after_seconds
-    )
-    duplicates = next(c.count for c in report.checks if c.name == "duplicate_effects")
-    succeeded = statuses.get("succeeded", 0)
-    recoveries = [k.recovery_seconds for k in kills if k.recovery_seconds is not None]
-    return ChaosResult(
-        ok=succeeded == len(accepted) and duplicates == 0 and report.ok,
-        iterations=iterations,
-        kills=len(kills),
-        runs=len(accepted),
-        succeeded=succeeded,
-        duplicates=duplicates,
-        pending_left=len(accepted) - sum(statuses.get(s, 0) for s in TERMINAL),
-        recovery_seconds=Percentiles(
-            p50=statistics.median(recoveries) if recoveries else None,
-            max=max(recoveries) if recoveries else None,
-        ),
-        audit_ok=report.ok,
-        kill_log=kills,
-    )
+    return verdict.summarize(url, settings, accepted, kills, iterations)
