@@ -4,6 +4,7 @@ or when NO_COLOR is set; errors as one line (and as the JSON envelope under --js
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -38,7 +39,10 @@ def err_console() -> Console:
 def out_console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # Piped output is read by people too (logs, CI): rich's 80-column default for a
+    # non-terminal squeezes run tables, so give it room unless COLUMNS says otherwise.
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 140
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def use_json(flag: bool) -> bool:
