@@ -110,9 +110,12 @@ def wait_for(
         if value is not None:
             return value
         if worker is not None and not worker.alive():
+            code = worker.proc.returncode if worker.proc is not None else None
+            how = f"was killed by signal {-code}" if code and code < 0 else f"exited ({code})"
             raise WorkerFailed(
-                f"worker {worker.executor_id} exited while waiting for {what}; its log "
-                f"({worker.log_path}) ends with:\n{worker.log_tail()}"
+                f"worker {worker.executor_id} {how} while waiting for {what}; its log "
+                f"({worker.log_path}) ends with:\n{worker.log_tail()}",
+                details={"executorId": worker.executor_id, "returncode": code},
             )
         if time.monotonic() > deadline:
             raise WorkerFailed(f"timed out after {timeout:.0f}s waiting for {what}")
