@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,31 +21,9 @@ SLOW_GOAL = "scale-out drill: deliver one task slowly"
 
 @dataclass
 class FleetWorker(WorkerProcess):
-    """A `WorkerProcess` that passes `extra_args` to `sisu worker`."""
+    """A `WorkerProcess` with a clean environment, as on a machine of its own."""
 
-    extra_args: tuple[str, ...] = ()
-
-    def start(self) -> FleetWorker:
-        cmd = [
-            sys.executable, "-m", "sisu", "worker",
-            "--executor-id", self.executor_id,
-            "--app-version", self.app_version,
-            "--admin-port", str(self.admin_port),
-            *self.extra_args,
-        ]  # fmt: skip
-        for q in self.queues:
-            cmd += ["--queue", q]
-        if self.concurrency:
-            cmd += ["--concurrency", str(self.concurrency)]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
-        env.update({"SISU_DATABASE_URL": self.url, **self.extra_env})
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
-            env=env, start_new_session=True,
-        )  # fmt: skip
-        return self
+    clean_env: bool = True
 
 
 def fleet_worker(

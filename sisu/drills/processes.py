@@ -29,6 +29,10 @@ class WorkerProcess:
     admin_port: int = 0
     concurrency: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    extra_args: tuple[str, ...] = ()
+    # True: start from the environment without its SISU_*/DBOS__* settings, as a worker on
+    # another machine would (tests); False: inherit the operator's configuration.
+    clean_env: bool = False
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -38,12 +42,18 @@ class WorkerProcess:
             "--executor-id", self.executor_id,
             "--app-version", self.app_version,
             "--admin-port", str(self.admin_port),
+            *self.extra_args,
         ]  # fmt: skip
         for q in self.queues:
             cmd += ["--queue", q]
         if self.concurrency:
             cmd += ["--concurrency", str(self.concurrency)]
-        env = {**os.environ, "SISU_DATABASE_URL": self.url, **self.extra_env}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not (self.clean_env and k.startswith(("SISU_", "DBOS__")))
+        }
+        env = {**base, "SISU_DATABASE_URL": self.url, **self.extra_env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         # A session of its own: the operator's Ctrl-C reaches the drill, which then stops its
