@@ -4,6 +4,7 @@ run); every intent the shim accepted (201) must end with exactly one succeeded r
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
@@ -24,6 +25,7 @@ from sisu.config import Settings
 from sisu.contracts.ops import ChaosResult, KillRecord
 from sisu.drills import verdict
 from sisu.drills.processes import WorkerProcess
+from sisu.errors import DrillFailed
 
 
 def _free_port() -> int:
@@ -83,11 +85,12 @@ def _request(method: str, url: str, body: Any, timeout: float = 5) -> tuple[int,
 
 
 def _until_ok(call: Callable[[], tuple[int, Any]], ok: int, deadline: float) -> Any:
-    """Retry through a dead shim (connection errors) until it answers `ok`."""
+    """Retry through a dead shim until it answers `ok`: refused or reset connections, and
+    replies cut off mid-body (a kill can land while the shim writes one)."""
     while time.monotonic() < deadline:
         try:
             status, body = call()
-        except OSError:
+        except (OSError, ValueError, http.client.HTTPException):
             time.sleep(0.1)
             continue
         if status == ok:
@@ -125,7 +128,15 @@ def run(
     def post(path: str, body: dict[str, Any]) -> Callable[[], tuple[int, Any]]:
         return lambda: _request("POST", f"{base}{path}", body)
 
+    failures: list[BaseException] = []
+
     def client(n: int) -> None:
+        try:
+            submit(n)
+        except BaseException as exc:  # reported after the join, not lost in the thread
+            failures.append(exc)
+
+    def submit(n: int) -> None:
         for i in range(n):
             created = _until_ok(post("/intents", {"goal": f"shim chaos {i}"}), 201, deadline)
             intent_id = created["intentId"]
@@ -157,6 +168,8 @@ def run(
             )  # fmt: skip
         for t in threads:
             t.join()
+        if failures:
+            raise DrillFailed(f"a drill client failed: {failures[0]!r}") from failures[0]
         while time.monotonic() < deadline and verdict.unfinished(url, accepted):
             time.sleep(0.2)
     finally:
