@@ -57,7 +57,8 @@ def test_two_workers_are_listed_alive_with_their_runs_in_flight_then_one_stops(
             w.start()
         for w in pair:
             wait_ready(db_url, w)
-        ids = submit(db_url, 2, {"sleepMs": 2000})
+        # Long enough to outlast a `sisu workers list` started on a loaded CI machine.
+        ids = submit(db_url, 2, {"sleepMs": 6000})
         # One slot each: each worker holds exactly one of the two runs.
         held = poll("each worker to hold one run", lambda: (
             h if sorted(map(len, (h := pending_by_executor(db_url, ids)).values())) == [1, 1]
