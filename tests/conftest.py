@@ -9,6 +9,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,33 +73,35 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
     )
 
 
+@contextmanager
+def _scratch_database(admin_url: str, prefix: str, template: str | None = None) -> Iterator[str]:
+    """A new database (cloned from `template` when given), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
+    _admin_execute(admin_url, create)
+    try:
+        yield with_database(admin_url, name)
+    finally:
+        _admin_execute(
+            admin_url,
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
+        )
+
+
 @pytest.fixture
 def empty_db_url(pg_admin_url: str) -> Iterator[str]:
     """A fresh database with no schema at all."""
-    name = f"sisu_e_{uuid.uuid4().hex[:8]}"
-    _admin_execute(pg_admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield with_database(pg_admin_url, name)
-    _admin_execute(
-        pg_admin_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    with _scratch_database(pg_admin_url, "sisu_e") as url:
+        yield url
 
 
 @pytest.fixture
 def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh, fully migrated database for this test alone."""
-    name = f"sisu_t_{uuid.uuid4().hex[:8]}"
-    _admin_execute(
-        pg_admin_url,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)
-        ),
-    )
-    yield with_database(pg_admin_url, name)
-    _admin_execute(
-        pg_admin_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    with _scratch_database(pg_admin_url, "sisu_t", template_db) as url:
+        yield url
 
 
 @pytest.fixture
@@ -119,18 +122,8 @@ def sisu_env(db_url: str, tmp_path: Path) -> dict[str, str]:
 def module_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
     """A fresh, fully migrated database shared by one module's tests: one expensive run (a
     drill), many oracles read from its rows."""
-    name = f"sisu_m_{uuid.uuid4().hex[:8]}"
-    _admin_execute(
-        pg_admin_url,
-        sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
-            sql.Identifier(name), sql.Identifier(template_db)
-        ),
-    )
-    yield with_database(pg_admin_url, name)
-    _admin_execute(
-        pg_admin_url,
-        sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
-    )
+    with _scratch_database(pg_admin_url, "sisu_m", template_db) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

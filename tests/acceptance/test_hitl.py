@@ -27,8 +27,6 @@ from tests.operator_support import (
 from tests.runloop_support import (
     ERROR_KEYS,
     STEP_IDS,
-    clone_template,
-    drop_database,
     running_serve,
     wait_run_done,
     wait_run_status,
@@ -41,12 +39,9 @@ def hitl_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hitl_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name, url = clone_template(pg_admin_url, template_db)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
+def hitl_db(module_db_url: str) -> str:
+    """This module's own migrated database (conftest's `module_db_url`)."""
+    return module_db_url
 
 
 @pytest.fixture(scope="module")

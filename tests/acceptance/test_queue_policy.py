@@ -28,8 +28,6 @@ from tests.runloop_support import (
     COUNTED_TABLES,
     ERROR_KEYS,
     INTENT_QUEUE,
-    clone_template,
-    drop_database,
     running_serve,
     wait_run_done,
 )
@@ -41,14 +39,9 @@ def qp_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def qp_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    """One database, no worker: every assertion is about this test's own intents, or about row
-    counts taken right before and after a rejected call."""
-    name, url = clone_template(pg_admin_url, template_db)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
+def qp_db(module_db_url: str) -> str:
+    """This module's own migrated database (conftest's `module_db_url`)."""
+    return module_db_url
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,6 @@ from tests.operator_support import (
 )
 from tests.runloop_support import (
     ERROR_KEYS,
-    clone_template,
-    drop_database,
     poll,
     running_serve,
     wait_run_done,
@@ -49,12 +47,9 @@ def rp_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def rp_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name, url = clone_template(pg_admin_url, template_db)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
+def rp_db(module_db_url: str) -> str:
+    """This module's own migrated database (conftest's `module_db_url`)."""
+    return module_db_url
 
 
 @pytest.fixture(scope="module")
