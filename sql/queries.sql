@@ -115,13 +115,15 @@ VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, 
         clock_timestamp());
 
 -- name: step_succeeded
--- One round trip for a completed step: its attempt row, and the run moved forward (the last
--- step finishes it). A canceled run stays canceled.
+-- One round trip for a completed step: its attempt row (numbered after the step's failed
+-- attempts), and the run moved forward (the last step finishes it). A canceled run stays
+-- canceled.
 WITH attempt AS (
     INSERT INTO app.run_steps
         (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
-    VALUES (%(run_id)s, %(step_id)s, %(attempt)s, 'succeeded', %(output)s, NULL, %(started_at)s,
-            clock_timestamp())
+    SELECT %(run_id)s, %(step_id)s, coalesce(max(attempt), 0) + 1, 'succeeded', %(output)s, NULL,
+           %(started_at)s, clock_timestamp()
+    FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s
     RETURNING run_id
 )
 UPDATE app.runs
@@ -181,8 +183,11 @@ WHERE w.queue_name IS NOT NULL AND w.status IN ('ENQUEUED', 'PENDING')
 GROUP BY w.queue_name, r.lane, w.queue_partition_key, w.status
 ORDER BY w.queue_name, r.lane NULLS LAST, w.queue_partition_key NULLS FIRST, w.status;
 
--- name: next_artifact_idx
-SELECT coalesce(max(idx), -1) + 1 AS idx
+-- name: insert_next_artifact
+-- An artifact numbered after the step's earlier ones (a question card, then the decision).
+INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
+SELECT %(run_id)s, %(step_id)s, coalesce(max(idx), -1) + 1, %(kind)s, %(uri)s, %(inline)s,
+       %(sha256)s
 FROM app.artifacts WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
 
 -- name: run_waiting_input

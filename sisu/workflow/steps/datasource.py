@@ -29,9 +29,12 @@ def bind(url: str) -> None:
 
     from sisu.engine import DBOS_SCHEMA
 
+    # No pre-ping: it costs a round trip per checkout, i.e. two per step. A connection lost to
+    # a server restart fails its step with an OperationalError instead, which SQLAlchemy answers
+    # by discarding the pool and sisu by retrying the step (a transient error).
     _datasource = SQLAlchemyDatasource.create(
         sqlalchemy_url(url),
-        engine_kwargs={"pool_size": 16, "max_overflow": 16, "pool_pre_ping": True},
+        engine_kwargs={"pool_size": 16, "max_overflow": 16},
         schema=DBOS_SCHEMA,
     )
 

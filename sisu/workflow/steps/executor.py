@@ -25,13 +25,16 @@ class MockOutsideSystem:
     def __init__(self, url: str, pool_size: int = 4) -> None:
         import sqlalchemy as sa
 
+        # Each call is one statement, atomic on its own: autocommit spares a BEGIN and a COMMIT
+        # round trip, and no pre-ping spares another (a lost connection fails the step, which
+        # is retried).
         self._engine = sa.create_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=12, pool_pre_ping=True
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=12, isolation_level="AUTOCOMMIT"
         )
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Cursor[dict[str, Any]]]:
-        with self._engine.begin() as conn:
+        with self._engine.connect() as conn:
             driver = conn.connection.driver_connection
             assert isinstance(driver, psycopg.Connection)
             with driver.cursor(row_factory=dict_row) as cur:

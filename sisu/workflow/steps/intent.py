@@ -61,23 +61,21 @@ def _insert_failed_attempt(run_id: str, step_id: str, started_at: datetime, erro
 
 
 def _run_step(
-    run_id: str, step_id: str, body: Callable[[Conn, int], Any], *, status_after: str = "running"
+    run_id: str, step_id: str, body: Callable[[Conn], Any], *, status_after: str = "running"
 ) -> Any:
-    """Run `body(conn, attempt)` as the datasource step `step_id`. A crash before the commit
-    leaves no attempt row, so the re-execution gets the same attempt number."""
+    """Run `body(conn)` as the datasource step `step_id`, then record its succeeded attempt and
+    move the run, all in one transaction. A crash before the commit leaves no attempt row, so
+    the re-execution gets the same attempt number."""
     started_at = datetime.now(UTC)
 
     def transaction() -> Any:
         conn = datasource.connection()
-        row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
-        assert row is not None
-        output = body(conn, row["attempt"])
+        output = body(conn)
         conn.execute(
             q("step_succeeded"),
             {
                 "run_id": run_id,
                 "step_id": step_id,
-                "attempt": row["attempt"],
                 "output": Jsonb(output),
                 "started_at": started_at,
                 "status": status_after,
@@ -112,7 +110,7 @@ def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
 def compile_st(run_id: str) -> dict[str, Any]:
     """CompileST: the intent becomes a plan through the compiler port; the call is recorded."""
 
-    def body(conn: Conn, attempt: int) -> dict[str, Any]:
+    def body(conn: Conn) -> dict[str, Any]:
         intent = _intent(conn, run_id)
         request = {
             "runId": run_id,
@@ -147,17 +145,16 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     """ApplyPatchST: write the patch's files into the run's workspace; each is an artifact.
     Rewriting a file with the same content is harmless, so a replay after a crash is safe."""
 
-    def body(conn: Conn, attempt: int) -> dict[str, Any]:
+    def body(conn: Conn) -> dict[str, Any]:
         root = runtime.get().workspaces / run_id
-        files = []
+        files, artifacts = [], []
         for idx, item in enumerate(plan["patch"]["files"]):
             path = _workspace_path(root, item["path"])
             data = item["content"].encode()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
             digest = _sha256(data)
-            conn.execute(
-                q("insert_artifact"),
+            artifacts.append(
                 {
                     "run_id": run_id,
                     "step_id": "ApplyPatchST",
@@ -166,18 +163,14 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
                     "uri": path.as_uri(),
                     "inline": None,
                     "sha256": digest,
-                },
+                }
             )
             files.append({"path": item["path"], "sha256": digest})
+        # psycopg pipelines executemany: one round trip for all the files.
+        conn.executemany(q("insert_artifact"), artifacts)
         return {"workspace": str(root), "files": files}
 
     return dict(_run_step(run_id, "ApplyPatchST", body))
-
-
-def _next_artifact_idx(conn: Conn, run_id: str, step_id: str) -> int:
-    row = conn.execute(q("next_artifact_idx"), {"run_id": run_id, "step_id": step_id}).fetchone()
-    assert row is not None
-    return int(row["idx"])
 
 
 def approval_node(plan: dict[str, Any]) -> dict[str, Any] | None:
@@ -197,11 +190,10 @@ def await_input_st(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
             "askedAt": datetime.now(UTC).isoformat(),
         }
         conn.execute(
-            q("insert_artifact"),
+            q("insert_next_artifact"),
             {
                 "run_id": run_id,
                 "step_id": "DecideST",
-                "idx": _next_artifact_idx(conn, run_id, "DecideST"),
                 "kind": "question_card",
                 "uri": None,
                 "inline": Jsonb(card),
@@ -220,7 +212,7 @@ def decide_st(
     """DecideST: the decision envelope — which tasks execute, and the human's answer if the
     plan asked for one."""
 
-    def body(conn: Conn, attempt: int) -> dict[str, Any]:
+    def body(conn: Conn) -> dict[str, Any]:
         decision = {
             "approved": True,
             "planId": plan["planId"],
@@ -228,11 +220,10 @@ def decide_st(
             "tasks": plan["tasks"],
         }
         conn.execute(
-            q("insert_artifact"),
+            q("insert_next_artifact"),
             {
                 "run_id": run_id,
                 "step_id": "DecideST",
-                "idx": _next_artifact_idx(conn, run_id, "DecideST"),
                 "kind": "decision",
                 "uri": None,
                 "inline": Jsonb(decision),
@@ -244,7 +235,7 @@ def decide_st(
     return dict(_run_step(run_id, "DecideST", body))
 
 
-def _injected_fault(inputs: dict[str, Any], step_id: str, attempt: int) -> None:
+def _injected_fault(conn: Conn, run_id: str, inputs: dict[str, Any], step_id: str) -> None:
     """Drill knob `inputs.faults = {"ExecuteST": {"kind": "net_timeout", "times": N}}`: the
     first N attempts of the step fail the way a flaky network would."""
     faults = inputs.get("faults")
@@ -252,6 +243,10 @@ def _injected_fault(inputs: dict[str, Any], step_id: str, attempt: int) -> None:
     if not isinstance(fault, dict):
         return
     times = fault.get("times", 1)
+    # Only a drill pays for this read: the attempt number is otherwise computed by the insert.
+    row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
+    assert row is not None
+    attempt = int(row["attempt"])
     if isinstance(times, int) and attempt <= times:
         raise TransientStepError(
             f"{fault.get('kind', 'net_timeout')}: injected fault, attempt {attempt} of {times}"
@@ -263,13 +258,13 @@ def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
     delivery carries the idempotency key (runId, stepId, taskKey) and is looked up first, so a
     step re-executed after a crash never delivers twice."""
 
-    def body(conn: Conn, attempt: int) -> dict[str, Any]:
+    def body(conn: Conn) -> dict[str, Any]:
         inputs = _intent(conn, run_id)["inputs"]
         drill_hooks.entered_execute(run_id)
         sleep_ms = inputs.get("sleepMs", 0)
         if isinstance(sleep_ms, int | float) and sleep_ms > 0:
             time.sleep(sleep_ms / 1000)  # drill knob: hold the step open to be killed in
-        _injected_fault(inputs, "ExecuteST", attempt)
+        _injected_fault(conn, run_id, inputs, "ExecuteST")
         executor = runtime.get().executor
         receipts = []
         for task in decision["tasks"]:
