@@ -40,6 +40,7 @@ def dbos_config(
         "executor_id": executor_id,
         "log_level": log_level,
         "sys_db_pool_size": 20,
+        "db_engine_kwargs": {"pool_pre_ping": False},
     }
 
 
