@@ -109,6 +109,15 @@ class LatencyMs(Contract):
     p99: float | None
 
 
+class BurstLatency(Contract):
+    """Latencies while all N runs were submitted at once: mostly time spent queued."""
+
+    enqueue_to_start_ms: LatencyMs
+    run_ms: LatencyMs
+    baseline_enqueue_to_start_ms: LatencyMs
+    baseline_run_ms: LatencyMs
+
+
 class BenchResult(Contract):
     intents: int
     workers: int
@@ -116,8 +125,12 @@ class BenchResult(Contract):
     intents_per_sec: float
     baseline_per_sec: float
     ratio: float
+    # Latencies at a steady rate below capacity (`paced_per_sec`, `paced_runs` runs of each).
     enqueue_to_start_ms: LatencyMs
     run_ms: LatencyMs
     baseline_enqueue_to_start_ms: LatencyMs
     baseline_run_ms: LatencyMs
+    paced_per_sec: float
+    paced_runs: int
+    burst: BurstLatency
     database: str

@@ -16,7 +16,7 @@ from psycopg import sql
 
 from sisu import engine
 from sisu.config import Settings
-from sisu.contracts.ops import BenchResult, LatencyMs
+from sisu.contracts.ops import BenchResult, BurstLatency, LatencyMs
 from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.db import migrations
 from sisu.db.connection import connect
@@ -29,6 +29,8 @@ from sisu.service.backend import Backend
 BASELINE_WORKFLOW = "BenchBaselineWF"  # sisu.workflow.wf.bench.NAME
 SUBMIT_THREADS = 4
 WARMUP = 10
+# The latency phase: at most this many runs of each kind, at half the measured throughput.
+PACED_RUNS = 100
 
 
 @contextmanager
@@ -89,34 +91,66 @@ def _wait_done(url: str, ids: list[str], on_progress: Callable[[int], None]) -> 
     wait_for("the bench runs to finish", probe, timeout=600, interval=0.1)
 
 
-def _submit_intents(backend: Backend, count: int) -> list[str]:
-    def one(i: int) -> str:
-        created = intents.create_intent(
-            backend, IntentCreate(goal=f"bench {i}", inputs={"tasks": 1})
-        )
-        intents.start_run(backend, created.intent_id, RunRequest(trace_id="bench"))
-        return created.intent_id
+def _submit_intent(backend: Backend, i: int) -> str:
+    created = intents.create_intent(backend, IntentCreate(goal=f"bench {i}", inputs={"tasks": 1}))
+    intents.start_run(backend, created.intent_id, RunRequest(trace_id="bench"))
+    return created.intent_id
 
+
+def _submit_baseline(backend: Backend, _: int) -> str:
+    wid = f"bench-baseline-{uuid.uuid4()}"
+    backend.client.enqueue(
+        {
+            "workflow_name": BASELINE_WORKFLOW,
+            "queue_name": engine.INTENT_QUEUE,
+            "workflow_id": wid,
+            "app_version": backend.app_version,
+        },
+        wid,
+    )
+    return wid
+
+
+Submit = Callable[[Backend, int], str]
+
+
+def _burst(submit: Submit, backend: Backend, count: int) -> list[str]:
+    """Submit `count` runs as fast as SUBMIT_THREADS threads can."""
     with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
-        return list(pool.map(one, range(count)))
+        return list(pool.map(partial(submit, backend), range(count)))
 
 
-def _submit_baseline(backend: Backend, count: int) -> list[str]:
-    def one(_: int) -> str:
-        wid = f"bench-baseline-{uuid.uuid4()}"
-        backend.client.enqueue(
-            {
-                "workflow_name": BASELINE_WORKFLOW,
-                "queue_name": engine.INTENT_QUEUE,
-                "workflow_id": wid,
-                "app_version": backend.app_version,
-            },
-            wid,
-        )
-        return wid
+def _paced(submit: Submit, backend: Backend, count: int, per_sec: float) -> list[str]:
+    """Submit `count` runs one by one on a fixed schedule (open loop: a late submission does
+    not push the later ones back)."""
+    ids = []
+    start = time.monotonic()
+    for i in range(count):
+        delay = start + i / per_sec - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        ids.append(submit(backend, i))
+    return ids
 
-    with ThreadPoolExecutor(SUBMIT_THREADS) as pool:
-        return list(pool.map(one, range(count)))
+
+class _Phases:
+    """Submits a phase's runs, waits for them, and reads its figures from the rows."""
+
+    def __init__(self, url: str, backend: Backend, progress: Callable[[str, int, int], None]):
+        self.url, self.backend, self.progress = url, backend, progress
+
+    def burst(self, label: str, submit: Submit, count: int) -> tuple[float, LatencyMs, LatencyMs]:
+        ids = _burst(submit, self.backend, count)
+        _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
+        return _timings(self.url, ids)
+
+    def paced(
+        self, label: str, submit: Submit, count: int, per_sec: float
+    ) -> tuple[LatencyMs, LatencyMs]:
+        ids = _paced(submit, self.backend, count, per_sec)
+        _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
+        _, e2s, run_ms = _timings(self.url, ids)
+        return e2s, run_ms
 
 
 def run(
@@ -128,6 +162,9 @@ def run(
     concurrency: int | None,
     progress: Callable[[str, int, int], None] = lambda *_: None,
 ) -> BenchResult:
+    """Throughput from a burst of `count` runs; latency from a steady stream at half the
+    measured throughput. In a burst, enqueue→start is time spent queued behind the other runs
+    (it grows with `count`), not how quickly sisu picks a run up, so it is reported apart."""
     started = time.monotonic()
     with scratch_database(server_url) as url:
         procs = [
@@ -142,6 +179,7 @@ def run(
             for i in range(workers)
         ]
         backend = Backend.from_settings(url, settings, pool_size=SUBMIT_THREADS)
+        phases = _Phases(url, backend, progress)
         try:
             for p in procs:
                 wait_for(
@@ -150,16 +188,21 @@ def run(
                     timeout=60,
                     worker=p,
                 )
-            warm = _submit_intents(backend, WARMUP) + _submit_baseline(backend, WARMUP)
+            warm = _burst(_submit_intent, backend, WARMUP) + _burst(
+                _submit_baseline, backend, WARMUP
+            )
             _wait_done(url, warm, lambda _: None)
 
-            ids = _submit_intents(backend, count)
-            _wait_done(url, ids, lambda n: progress("sisu", n, count))
-            per_sec, e2s, run_ms = _timings(url, ids)
-
-            base_ids = _submit_baseline(backend, count)
-            _wait_done(url, base_ids, lambda n: progress("baseline", n, count))
-            base_per_sec, base_e2s, base_run = _timings(url, base_ids)
+            per_sec, burst_e2s, burst_run = phases.burst("sisu", _submit_intent, count)
+            base_per_sec, base_burst_e2s, base_burst_run = phases.burst(
+                "baseline", _submit_baseline, count
+            )
+            paced_per_sec = max(1.0, round(per_sec / 2, 1))
+            paced_runs = min(count, PACED_RUNS)
+            e2s, run_ms = phases.paced("sisu, paced", _submit_intent, paced_runs, paced_per_sec)
+            base_e2s, base_run = phases.paced(
+                "baseline, paced", _submit_baseline, paced_runs, paced_per_sec
+            )
         finally:
             backend.close()
             for p in procs:
@@ -175,6 +218,14 @@ def run(
         run_ms=run_ms,
         baseline_enqueue_to_start_ms=base_e2s,
         baseline_run_ms=base_run,
+        paced_per_sec=paced_per_sec,
+        paced_runs=paced_runs,
+        burst=BurstLatency(
+            enqueue_to_start_ms=burst_e2s,
+            run_ms=burst_run,
+            baseline_enqueue_to_start_ms=base_burst_e2s,
+            baseline_run_ms=base_burst_run,
+        ),
         database=redact(server_url),
     )
 

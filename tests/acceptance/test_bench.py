@@ -1,0 +1,59 @@
+"""`sisu bench`, tried as an operator would: a small run prints every figure, derives the ratio
+from its own throughputs, and leaves no scratch database behind. Timings are never asserted:
+the figures are benchmarks, not pass/fail thresholds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.helpers import pty_run, rows, run_sisu
+
+LATENCIES = ("enqueueToStartMs", "runMs", "baselineEnqueueToStartMs", "baselineRunMs")
+
+
+def _bench_databases(url: str) -> list[dict[str, Any]]:
+    return rows(url, "SELECT datname FROM pg_database WHERE datname LIKE 'sisu_bench_%%'")
+
+
+def _latency_ok(latency: dict[str, Any]) -> bool:
+    return latency["p50"] is not None and 0 <= latency["p50"] <= latency["p99"]
+
+
+@pytest.fixture
+def bench_json(sisu_env: dict[str, str], db_url: str) -> dict[str, Any]:
+    before = _bench_databases(db_url)
+    result = run_sisu(["bench", "--intents", "6", "--workers", "1", "--json"], sisu_env, 300)
+    assert result.exit_code == 0, result.stderr
+    assert _bench_databases(db_url) == before  # the scratch database was dropped
+    data: dict[str, Any] = result.json()
+    return data
+
+
+def test_bench_prints_every_figure(bench_json: dict[str, Any]) -> None:
+    data = bench_json
+    assert (data["intents"], data["workers"], data["pacedRuns"]) == (6, 1, 6)
+    assert data["intentsPerSec"] > 0 and data["baselinePerSec"] > 0
+    assert data["ratio"] == round(data["intentsPerSec"] / data["baselinePerSec"], 3)
+    assert data["pacedPerSec"] == max(1.0, round(data["intentsPerSec"] / 2, 1))
+    for name in LATENCIES:
+        assert _latency_ok(data[name]), name
+        assert _latency_ok(data["burst"][name]), f"burst.{name}"
+    assert data["seconds"] > 0
+
+
+def test_bench_on_a_terminal_exits_0(sisu_env: dict[str, str], db_url: str) -> None:
+    before = _bench_databases(db_url)
+    code, shown = pty_run(["bench", "--intents", "3", "--workers", "1"], sisu_env, 300)
+    assert code == 0, shown
+    assert _bench_databases(db_url) == before
+
+
+def test_bench_refuses_a_bad_count_and_writes_nothing(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    before = _bench_databases(db_url)
+    result = run_sisu(["bench", "--intents", "0", "--json"], sisu_env)
+    assert result.exit_code == 2
+    assert _bench_databases(db_url) == before
