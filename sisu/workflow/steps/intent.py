@@ -70,17 +70,20 @@ def _run_step(
 
     def transaction() -> Any:
         conn = datasource.connection()
-        output = body(conn)
-        conn.execute(
-            q("step_succeeded"),
-            {
-                "run_id": run_id,
-                "step_id": step_id,
-                "output": Jsonb(output),
-                "started_at": started_at,
-                "status": status_after,
-            },
-        )
+        # Pipeline mode: writes nobody reads back (the step's inserts, then its attempt row)
+        # travel together with the next read or with the end of the block.
+        with conn.connection.pipeline():
+            output = body(conn)
+            conn.execute(
+                q("step_succeeded"),
+                {
+                    "run_id": run_id,
+                    "step_id": step_id,
+                    "output": Jsonb(output),
+                    "started_at": started_at,
+                    "status": status_after,
+                },
+            )
         return output
 
     try:
