@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Attempts per step before a run needs repair, and the first retry's delay (doubling).
     step_max_attempts: int = Field(default=3, ge=1, le=20)
     step_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    # Steps a worker runs at once; each holds a database connection, so the worker's pools are
+    # sized from it. Runs beyond it wait their turn; a run waiting for a human holds none.
+    step_slots: int = Field(default=16, ge=1, le=256)
     # Fail-closed caps on a run's declared workload (queue policy).
     cap_concurrency: int = Field(default=16, ge=1)
     cap_steps: int = Field(default=64, ge=1)

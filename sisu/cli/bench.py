@@ -10,7 +10,7 @@ import typer
 from sisu.cli import _output
 
 if TYPE_CHECKING:
-    from sisu.contracts.ops import LatencyMs
+    from sisu.contracts.ops import BenchResult, LatencyMs
 
 
 def bench(
@@ -28,7 +28,7 @@ def bench(
     through the service layer, then as many raw-DBOS workflows of four no-op steps. Latency:
     up to 100 runs of each at half the measured throughput (below saturation; a burst's
     latencies, mostly queueing, are reported apart). Figures come from dbos.workflow_status
-    timestamps."""
+    timestamps. Exit 1 if any run did not succeed (the figures are then not valid)."""
     from sisu.cli._settings import settings
     from sisu.db.url import resolve
     from sisu.drills import bench as drill
@@ -54,9 +54,21 @@ def bench(
             )  # fmt: skip
     else:
         result = drill.run(server, s, count=intents, workers=workers, concurrency=concurrency)
+    failed = result.failed_runs + result.baseline_failed_runs
     if json:
         _output.emit(result)
-        return
+    else:
+        _human(result)
+    if failed:
+        _output.err_console().print(
+            f"[red]{result.failed_runs} sisu run(s) and {result.baseline_failed_runs} baseline "
+            "run(s) did not succeed: these figures are not valid (worker logs: "
+            f"{s.logs_dir / 'bench'})[/red]"
+        )
+        raise typer.Exit(1)
+
+
+def _human(result: BenchResult) -> None:
     out = _output.data
     out(f"intents          {result.intents} on {result.workers} worker(s), {result.seconds}s")
     out(f"sisu             {result.intents_per_sec} intents/s")

@@ -16,7 +16,20 @@ def worker(
         "127.0.0.1", "--admin-host", help="Address the admin port binds."
     ),
     concurrency: int = typer.Option(
-        None, "--concurrency", min=1, help="Most intent runs this worker executes at once."
+        None,
+        "--concurrency",
+        min=1,
+        help="Most intent runs this worker takes from the queue at once (default: no limit). "
+        "A run waiting for a human holds its place.",
+    ),
+    step_slots: int = typer.Option(
+        None,
+        "--step-slots",
+        min=1,
+        max=256,
+        help="Most steps this worker runs at once (env SISU_STEP_SLOTS, default 16). Each holds "
+        "a database connection; other runs wait for a slot, a run waiting for a human holds none.",
+        show_default=False,
     ),
     executor_id: str = typer.Option(
         None,
@@ -84,6 +97,7 @@ def worker(
         admin_host=admin_host,
         admin_port=port,
         concurrency=concurrency,
+        step_slots=step_slots or s.step_slots,
         queues=tuple(queue) if queue else (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE),
         home=s.home,
         grace_seconds=grace,

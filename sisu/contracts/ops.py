@@ -133,4 +133,7 @@ class BenchResult(Contract):
     paced_per_sec: float
     paced_runs: int
     burst: BurstLatency
+    # Runs that did not end in SUCCESS: the figures of a bench with failures are not valid.
+    failed_runs: int
+    baseline_failed_runs: int
     database: str

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg import sql
 
@@ -60,8 +60,16 @@ def _percentile(values: list[float], pct: float) -> float | None:
     return round(ordered[k], 1)
 
 
-def _timings(url: str, ids: list[str]) -> tuple[float, LatencyMs, LatencyMs]:
-    """(workflows per second from first enqueue to last completion, enqueue→start, run)."""
+class Phase(NamedTuple):
+    """One phase's figures, all read from `dbos.workflow_status`."""
+
+    per_sec: float  # workflows per second, first enqueue to last completion
+    enqueue_to_start: LatencyMs
+    run: LatencyMs
+    failed: int  # runs that did not end in SUCCESS
+
+
+def _timings(url: str, ids: list[str]) -> Phase:
     with connect(url) as conn:
         rows = conn.execute(q("bench_timings"), {"ids": ids}).fetchall()
     first = min(r["created_at"] for r in rows)
@@ -69,10 +77,11 @@ def _timings(url: str, ids: list[str]) -> tuple[float, LatencyMs, LatencyMs]:
     per_sec = len(rows) / max((last - first) / 1000, 1e-3)
     e2s = [r["enqueue_to_start_ms"] for r in rows if r["enqueue_to_start_ms"] is not None]
     run = [r["run_ms"] for r in rows if r["run_ms"] is not None]
-    return (
+    return Phase(
         round(per_sec, 1),
         LatencyMs(p50=_percentile(e2s, 50), p99=_percentile(e2s, 99)),
         LatencyMs(p50=_percentile(run, 50), p99=_percentile(run, 99)),
+        failed=sum(1 for r in rows if r["status"] != "SUCCESS") + len(ids) - len(rows),
     )
 
 
@@ -139,18 +148,15 @@ class _Phases:
     def __init__(self, url: str, backend: Backend, progress: Callable[[str, int, int], None]):
         self.url, self.backend, self.progress = url, backend, progress
 
-    def burst(self, label: str, submit: Submit, count: int) -> tuple[float, LatencyMs, LatencyMs]:
+    def burst(self, label: str, submit: Submit, count: int) -> Phase:
         ids = _burst(submit, self.backend, count)
         _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
         return _timings(self.url, ids)
 
-    def paced(
-        self, label: str, submit: Submit, count: int, per_sec: float
-    ) -> tuple[LatencyMs, LatencyMs]:
+    def paced(self, label: str, submit: Submit, count: int, per_sec: float) -> Phase:
         ids = _paced(submit, self.backend, count, per_sec)
         _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
-        _, e2s, run_ms = _timings(self.url, ids)
-        return e2s, run_ms
+        return _timings(self.url, ids)
 
 
 def run(
@@ -193,14 +199,12 @@ def run(
             )
             _wait_done(url, warm, lambda _: None)
 
-            per_sec, burst_e2s, burst_run = phases.burst("sisu", _submit_intent, count)
-            base_per_sec, base_burst_e2s, base_burst_run = phases.burst(
-                "baseline", _submit_baseline, count
-            )
-            paced_per_sec = max(1.0, round(per_sec / 2, 1))
+            sisu = phases.burst("sisu", _submit_intent, count)
+            base = phases.burst("baseline", _submit_baseline, count)
+            paced_per_sec = max(1.0, round(sisu.per_sec / 2, 1))
             paced_runs = min(count, PACED_RUNS)
-            e2s, run_ms = phases.paced("sisu, paced", _submit_intent, paced_runs, paced_per_sec)
-            base_e2s, base_run = phases.paced(
+            sisu_paced = phases.paced("sisu, paced", _submit_intent, paced_runs, paced_per_sec)
+            base_paced = phases.paced(
                 "baseline, paced", _submit_baseline, paced_runs, paced_per_sec
             )
         finally:
@@ -211,21 +215,23 @@ def run(
         intents=count,
         workers=workers,
         seconds=round(time.monotonic() - started, 2),
-        intents_per_sec=per_sec,
-        baseline_per_sec=base_per_sec,
-        ratio=round(per_sec / base_per_sec, 3) if base_per_sec else 0.0,
-        enqueue_to_start_ms=e2s,
-        run_ms=run_ms,
-        baseline_enqueue_to_start_ms=base_e2s,
-        baseline_run_ms=base_run,
+        intents_per_sec=sisu.per_sec,
+        baseline_per_sec=base.per_sec,
+        ratio=round(sisu.per_sec / base.per_sec, 3) if base.per_sec else 0.0,
+        enqueue_to_start_ms=sisu_paced.enqueue_to_start,
+        run_ms=sisu_paced.run,
+        baseline_enqueue_to_start_ms=base_paced.enqueue_to_start,
+        baseline_run_ms=base_paced.run,
         paced_per_sec=paced_per_sec,
         paced_runs=paced_runs,
         burst=BurstLatency(
-            enqueue_to_start_ms=burst_e2s,
-            run_ms=burst_run,
-            baseline_enqueue_to_start_ms=base_burst_e2s,
-            baseline_run_ms=base_burst_run,
+            enqueue_to_start_ms=sisu.enqueue_to_start,
+            run_ms=sisu.run,
+            baseline_enqueue_to_start_ms=base.enqueue_to_start,
+            baseline_run_ms=base.run,
         ),
+        failed_runs=sisu.failed + sisu_paced.failed,
+        baseline_failed_runs=base.failed + base_paced.failed,
         database=redact(server_url),
     )
 

@@ -43,6 +43,7 @@ class WorkerOptions:
     failover_timeout: float = 10.0
     global_concurrency: int | None = None
     partition_concurrency: int = 4
+    step_slots: int = 16
 
 
 def default_executor_id(admin_port: int) -> str:
@@ -123,14 +124,14 @@ def run(opts: WorkerOptions) -> int:
     import sisu.workflow.registry  # noqa: F401  (registers the workflows with DBOS)
     from sisu.workflow.steps import datasource, runtime
 
-    runtime.configure(opts.home, opts.url)
+    runtime.configure(opts.home, opts.url, step_slots=opts.step_slots)
 
     DBOS(
         config=engine.dbos_config(  # type: ignore[arg-type]
             opts.url, app_version=opts.app_version, executor_id=opts.executor_id
         )
     )
-    datasource.bind(opts.url)
+    datasource.bind(opts.url, step_slots=opts.step_slots)
     DBOS.listen_queues(list(opts.queues))
     DBOS.launch()
     for name in opts.queues:

@@ -4,6 +4,7 @@ both or neither, and a re-executed step replays the recorded result instead of w
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -20,21 +21,28 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 _datasource: SQLAlchemyDatasource | None = None
+# Steps running at once in this process. A run waits here for its turn with no deadline,
+# instead of on the pool, whose 30 s timeout under a burst would fail the step. A slot is held
+# only inside a step: a run waiting for a human, or sleeping before a retry, holds none.
+_slots = threading.BoundedSemaphore(16)
 
 
-def bind(url: str) -> None:
+def bind(url: str, *, step_slots: int = 16) -> None:
     """Create the process's datasource; the worker calls this before `DBOS.launch()`."""
-    global _datasource
+    global _datasource, _slots
     from dbos import SQLAlchemyDatasource
 
     from sisu.engine import DBOS_SCHEMA
 
+    _slots = threading.BoundedSemaphore(step_slots)
+    # One connection per slot, plus as many for what runs outside a slot (failed-attempt
+    # records, DBOS's checkpoint clean-up when a workflow completes).
     # No pre-ping: it costs a round trip per checkout, i.e. two per step. A connection lost to
     # a server restart fails its step with an OperationalError instead, which SQLAlchemy answers
     # by discarding the pool and sisu by retrying the step (a transient error).
     _datasource = SQLAlchemyDatasource.create(
         sqlalchemy_url(url),
-        engine_kwargs={"pool_size": 16, "max_overflow": 16},
+        engine_kwargs={"pool_size": step_slots, "max_overflow": step_slots},
         schema=DBOS_SCHEMA,
     )
 
@@ -46,9 +54,10 @@ def run(name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R
     # READ COMMITTED: each step writes its own run's rows, and exactly-once comes from the
     # checkpoint row committing in this transaction (a replay finds it), not from isolation.
     # SERIALIZABLE here made concurrent runs fail each other on predicate-lock false positives.
-    return _datasource.run_tx_step(
-        {"name": name, "isolation_level": "READ COMMITTED"}, func, *args, **kwargs
-    )
+    with _slots:
+        return _datasource.run_tx_step(
+            {"name": name, "isolation_level": "READ COMMITTED"}, func, *args, **kwargs
+        )
 
 
 Cursor = psycopg.Cursor[dict[str, Any]]

@@ -22,14 +22,14 @@ class MockOutsideSystem:
     connection must never wait on the same pool for the outside system (that deadlocks under
     load)."""
 
-    def __init__(self, url: str, pool_size: int = 4) -> None:
+    def __init__(self, url: str, pool_size: int = 16) -> None:
         import sqlalchemy as sa
 
         # Each call is one statement, atomic on its own: autocommit spares a BEGIN and a COMMIT
         # round trip, and no pre-ping spares another (a lost connection fails the step, which
         # is retried).
         self._engine = sa.create_engine(
-            sqlalchemy_url(url), pool_size=pool_size, max_overflow=12, isolation_level="AUTOCOMMIT"
+            sqlalchemy_url(url), pool_size=pool_size, max_overflow=0, isolation_level="AUTOCOMMIT"
         )
 
     @contextmanager

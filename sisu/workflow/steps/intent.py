@@ -91,9 +91,13 @@ def _run_step(
     except StepError as exc:
         _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
         raise
-    except (psycopg.OperationalError, sqlalchemy.exc.OperationalError) as exc:
-        # Lost connections, a restarting server, serialization failures, deadlocks: worth
-        # another attempt, not a failed run.
+    except (
+        psycopg.OperationalError,
+        sqlalchemy.exc.OperationalError,
+        sqlalchemy.exc.TimeoutError,
+    ) as exc:
+        # Lost connections, a restarting server, serialization failures, deadlocks, a pool
+        # with no free connection in time (a burst): worth another attempt, not a failed run.
         transient = TransientStepError(f"{type(exc).__name__}: {exc}")
         _record_failed_attempt(run_id, step_id, started_at, transient.as_error(step_id))
         raise transient from exc

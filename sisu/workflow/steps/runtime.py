@@ -19,13 +19,15 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def configure(home: Path, url: str) -> None:
+def configure(home: Path, url: str, *, step_slots: int = 16) -> None:
     from sisu.workflow.steps.compiler import BuiltinCompiler
     from sisu.workflow.steps.executor import MockOutsideSystem
 
     global _runtime
     _runtime = Runtime(
-        workspaces=home / "workspaces", compiler=BuiltinCompiler(), executor=MockOutsideSystem(url)
+        workspaces=home / "workspaces",
+        compiler=BuiltinCompiler(),
+        executor=MockOutsideSystem(url, pool_size=step_slots),
     )
 
 
