@@ -283,7 +283,9 @@ HAVING array_remove(array_agg(step_id ORDER BY finished_at, step_id), NULL)
 ORDER BY id;
 
 -- name: audit_status_agreement
--- app.runs.status against dbos.workflow_status.status.
+-- app.runs.status against dbos.workflow_status.status. A run's last step commits its outcome
+-- a moment before DBOS records the workflow's end, so a run that ended within the last minute
+-- may still show a PENDING workflow (longer, and a live executor should have finished it).
 SELECT r.id AS run_id, r.status AS run_status, w.status AS workflow_status
 FROM app.runs r
 LEFT JOIN dbos.workflow_status w ON w.workflow_uuid = r.id
@@ -295,7 +297,9 @@ WHERE (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
    OR (r.status = 'succeeded' AND w.status = 'SUCCESS')
    OR (r.status = 'failed' AND w.status = 'ERROR')
    OR (r.status = 'retries_exceeded' AND w.status IN ('ERROR', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'))
-   OR (r.status = 'canceled' AND w.status = 'CANCELLED'), false)
+   OR (r.status = 'canceled' AND w.status = 'CANCELLED')
+   OR (r.status IN ('succeeded', 'failed', 'retries_exceeded') AND w.status = 'PENDING'
+       AND r.updated_at > now() - interval '1 minute'), false)
 ORDER BY r.id;
 
 -- name: audit_compiler_calls

@@ -176,6 +176,42 @@ def test_an_app_status_dbos_disagrees_with_fails_status_agreement(db: Db) -> Non
     }
 
 
+def _ended_but_pending(db: Db, run_id: str, ended_ago: str) -> None:
+    """The run ended `ended_ago`, DBOS still says PENDING, and its executor heartbeats."""
+    db.execute(
+        "UPDATE app.runs SET updated_at = now() - %s::interval WHERE id = %s", (ended_ago, run_id)
+    )
+    db.execute(
+        "UPDATE dbos.workflow_status SET status = 'PENDING' WHERE workflow_uuid = %s", (run_id,)
+    )
+    assert (
+        db.execute(
+            "UPDATE app.workers SET heartbeat_at = now(), stopped_at = NULL WHERE executor_id = "
+            "(SELECT executor_id FROM dbos.workflow_status WHERE workflow_uuid = %s)",
+            (run_id,),
+        )
+        == 1
+    )
+
+
+def test_a_run_that_just_ended_may_still_be_pending_in_dbos(db: Db) -> None:
+    """The moment between a run's last commit and DBOS's record of the workflow's end."""
+    _ended_but_pending(db, db.a, "1 second")
+    result = db.audit("--json")
+    assert result.exit_code == 0, result.stdout
+    assert checks(result)["status_agreement"]["ok"] is True
+
+
+def test_a_run_ended_long_ago_but_pending_in_dbos_fails_status_agreement(db: Db) -> None:
+    _ended_but_pending(db, db.a, "10 minutes")
+    failed = assert_only_failing(db.audit("--json"), "status_agreement")
+    assert failed["detail"][0] == {
+        "run_id": db.a,
+        "run_status": "succeeded",
+        "workflow_status": "PENDING",
+    }
+
+
 def test_an_unrecorded_compile_fails_compiler_calls(db: Db) -> None:
     assert db.execute("DELETE FROM app.opencode_calls WHERE run_id = %s", (db.a,)) >= 1
     failed = assert_only_failing(db.audit("--json"), "compiler_calls")
