@@ -209,7 +209,11 @@ def retry(
 def cancel(
     run_id: str = RUN_ID, status: str = STATUS, all_: bool = ALL, yes: bool = YES, json: bool = JSON
 ) -> None:
-    """Cancel a queued, running or waiting run."""
+    """Cancel a queued, running or waiting run.
+
+    Cancel stops the run at its next step boundary; it is not a rollback. A step already
+    running finishes its work, so a run canceled during ExecuteST may still deliver its effect
+    to the outside system (once: its idempotency key still holds)."""
     _bulk("cancel", run_id, status, all_, yes, json)
 
 
