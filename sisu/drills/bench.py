@@ -142,23 +142,6 @@ def _paced(submit: Submit, backend: Backend, count: int, per_sec: float) -> list
     return ids
 
 
-class _Phases:
-    """Submits a phase's runs, waits for them, and reads its figures from the rows."""
-
-    def __init__(self, url: str, backend: Backend, progress: Callable[[str, int, int], None]):
-        self.url, self.backend, self.progress = url, backend, progress
-
-    def burst(self, label: str, submit: Submit, count: int) -> Phase:
-        ids = _burst(submit, self.backend, count)
-        _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
-        return _timings(self.url, ids)
-
-    def paced(self, label: str, submit: Submit, count: int, per_sec: float) -> Phase:
-        ids = _paced(submit, self.backend, count, per_sec)
-        _wait_done(self.url, ids, lambda n: self.progress(label, n, count))
-        return _timings(self.url, ids)
-
-
 def run(
     server_url: str,
     settings: Settings,
@@ -185,7 +168,11 @@ def run(
             for i in range(workers)
         ]
         backend = Backend.from_settings(url, settings, pool_size=SUBMIT_THREADS)
-        phases = _Phases(url, backend, progress)
+
+        def measure(label: str, ids: list[str]) -> Phase:
+            _wait_done(url, ids, lambda n: progress(label, n, len(ids)))
+            return _timings(url, ids)
+
         try:
             for p in procs:
                 wait_for(
@@ -199,13 +186,15 @@ def run(
             )
             _wait_done(url, warm, lambda _: None)
 
-            sisu = phases.burst("sisu", _submit_intent, count)
-            base = phases.burst("baseline", _submit_baseline, count)
+            sisu = measure("sisu", _burst(_submit_intent, backend, count))
+            base = measure("baseline", _burst(_submit_baseline, backend, count))
             paced_per_sec = max(1.0, round(sisu.per_sec / 2, 1))
             paced_runs = min(count, PACED_RUNS)
-            sisu_paced = phases.paced("sisu, paced", _submit_intent, paced_runs, paced_per_sec)
-            base_paced = phases.paced(
-                "baseline, paced", _submit_baseline, paced_runs, paced_per_sec
+            sisu_paced = measure(
+                "sisu, paced", _paced(_submit_intent, backend, paced_runs, paced_per_sec)
+            )
+            base_paced = measure(
+                "baseline, paced", _paced(_submit_baseline, backend, paced_runs, paced_per_sec)
             )
         finally:
             backend.close()
