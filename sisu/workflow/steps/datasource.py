@@ -24,10 +24,10 @@ _datasource: SQLAlchemyDatasource | None = None
 # Steps running at once in this process. A run waits here for its turn with no deadline,
 # instead of on the pool, whose 30 s timeout under a burst would fail the step. A slot is held
 # only inside a step: a run waiting for a human, or sleeping before a retry, holds none.
-_slots = threading.BoundedSemaphore(16)
+_slots: threading.BoundedSemaphore | None = None
 
 
-def bind(url: str, *, step_slots: int = 16) -> None:
+def bind(url: str, *, step_slots: int) -> None:
     """Create the process's datasource; the worker calls this before `DBOS.launch()`."""
     global _datasource, _slots
     from dbos import SQLAlchemyDatasource
@@ -49,7 +49,7 @@ def bind(url: str, *, step_slots: int = 16) -> None:
 
 def run(name: str, func: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run `func` as the datasource step `name`; its writes and the checkpoint commit together."""
-    if _datasource is None:
+    if _datasource is None or _slots is None:
         raise RuntimeError("datasource not bound: call sisu.workflow.steps.datasource.bind(url)")
     # READ COMMITTED: each step writes its own run's rows, and exactly-once comes from the
     # checkpoint row committing in this transaction (a replay finds it), not from isolation.

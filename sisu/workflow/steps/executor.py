@@ -22,7 +22,7 @@ class MockOutsideSystem:
     connection must never wait on the same pool for the outside system (that deadlocks under
     load)."""
 
-    def __init__(self, url: str, pool_size: int = 16) -> None:
+    def __init__(self, url: str, pool_size: int) -> None:
         import sqlalchemy as sa
 
         # Each call is one statement, atomic on its own: autocommit spares a BEGIN and a COMMIT

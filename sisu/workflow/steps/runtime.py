@@ -19,7 +19,7 @@ class Runtime:
 _runtime: Runtime | None = None
 
 
-def configure(home: Path, url: str, *, step_slots: int = 16) -> None:
+def configure(home: Path, url: str, *, step_slots: int) -> None:
     from sisu.workflow.steps.compiler import BuiltinCompiler
     from sisu.workflow.steps.executor import MockOutsideSystem
 
