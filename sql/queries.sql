@@ -394,6 +394,12 @@ FROM app.runs r WHERE r.id = %(run_id)s;
 -- name: chaos_statuses
 SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROUP BY status;
 
+-- name: executor_pending_workflows
+-- The workflows the database says this executor runs (the worker's resume sweep).
+SELECT workflow_uuid AS workflow_id FROM dbos.workflow_status
+WHERE executor_id = %(executor_id)s AND status = 'PENDING'
+  AND application_version = %(app_version)s;
+
 -- name: executor_pending_count
 SELECT count(*)::int AS n FROM dbos.workflow_status
 WHERE executor_id = %(executor_id)s AND status = 'PENDING';

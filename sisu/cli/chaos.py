@@ -19,8 +19,10 @@ def chaos(
     fault: str = typer.Option(
         "worker-kill",
         "--fault",
-        help="worker-kill (SIGKILL the worker), postgres-restart (embedded database only) or "
-        "shim-kill (SIGKILL the api-shim while clients submit).",
+        help="worker-kill (SIGKILL the worker), postgres-restart (stop and start the embedded "
+        "database), postgres-kill (SIGKILL the embedded database's postmaster, then start it; "
+        "the worker keeps running and must resume its runs) or shim-kill (SIGKILL the api-shim "
+        "while clients submit).",
     ),
     seed: int = typer.Option(None, "--seed", help="Seed for --kill-point random."),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

@@ -5,7 +5,9 @@ Zero duplicate effects and every run succeeded, or the drill fails."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import tempfile
 import time
 import uuid
@@ -15,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from sisu.config import Settings
 from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
 from sisu.contracts.runs import IntentCreate, RunRequest
@@ -23,13 +27,15 @@ from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.drills import verdict
 from sisu.drills.processes import WorkerProcess, wait_for
-from sisu.errors import ValidationFailed
+from sisu.errors import DrillFailed, SisuError, ValidationFailed
 from sisu.service import intents
 from sisu.service.backend import Backend
 from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR, ENV_PAUSE
 
 KILL_POINTS = ("execute", "after-effect", "random")
-FAULTS = ("worker-kill", "postgres-restart", "shim-kill")
+FAULTS = ("worker-kill", "postgres-restart", "postgres-kill", "shim-kill")
+# Faults that stop the embedded server, which the drill cannot do to an external one.
+EMBEDDED_ONLY = ("postgres-restart", "postgres-kill")
 # ExecuteST holds still this long before delivering (inputs.sleepMs), and a drill worker pauses
 # this long after each delivery, so that a kill can land in either window.
 EXECUTE_SLEEP_MS = 600
@@ -194,6 +200,41 @@ class Drill:
             )
         )
 
+    def kill_postgres(self, iteration: int) -> None:
+        """SIGKILL the postmaster while a run is inside ExecuteST, then start it again: a
+        crash, not a shutdown. The worker is never restarted; its runs must still finish."""
+        run_id = self.wait_in_execute()
+        server = embedded.running_server(self.settings.home)
+        if server is None:
+            raise DrillFailed("the embedded PostgreSQL is not running; nothing to kill")
+        os.kill(server.pid, signal.SIGKILL)
+        at = datetime.now(UTC)
+        self.progress(f"fault {iteration}: SIGKILL the embedded PostgreSQL (pid {server.pid})")
+        wait_for("the embedded PostgreSQL to start again", self._start_postgres, timeout=60)
+        before = self.evidence(run_id)
+        self.kills.append(
+            KillRecord(
+                iteration=iteration,
+                fault="postgres-kill",
+                point="execute",
+                run_id=run_id,
+                at=at,
+                pid=server.pid,
+                receipts_at_kill=before["receipts"],
+                execute_done_at_kill=before["execute_done"],
+                recovery_seconds=self.wait_recovered(run_id, at),
+            )
+        )
+
+    def _start_postgres(self) -> bool | None:
+        # The dead postmaster's backends take a moment to let go of its shared memory; until
+        # then a new server refuses to start.
+        try:
+            embedded.start(self.settings.home)
+        except (SisuError, psycopg.Error):
+            return None
+        return True
+
     # -- the drill -------------------------------------------------------------------------
 
     def run(self) -> ChaosResult:
@@ -203,6 +244,8 @@ class Drill:
             for i in range(1, self.iterations + 1):
                 if self.fault == "postgres-restart":
                     self.restart_postgres(i)
+                elif self.fault == "postgres-kill":
+                    self.kill_postgres(i)
                 else:
                     self.kill_worker(i)
             self.progress(f"draining {self.unfinished()} unfinished run(s)")
@@ -242,8 +285,8 @@ def run(
         from sisu.drills import shim_chaos
 
         return shim_chaos.run(url, settings, iterations=iterations, runs=runs, progress=progress)
-    if fault == "postgres-restart" and not settings.embedded:
-        progress("SISU_DATABASE_URL points at an external server, which the drill cannot restart")
+    if fault in EMBEDDED_ONLY and not settings.embedded:
+        progress(f"SISU_DATABASE_URL points at an external server, which {fault} cannot touch")
         return ChaosResult(
             ok=True,
             iterations=iterations,
@@ -254,7 +297,7 @@ def run(
             pending_left=0,
             recovery_seconds=Percentiles(p50=None, max=None),
             audit_ok=True,
-            skipped="external database: postgres-restart needs the embedded server",
+            skipped=f"external database: {fault} needs the embedded server",
             kill_log=[],
         )
     settings.logs_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from sisu import compat
 from sisu.db.queries import q
 
 log = logging.getLogger("sisu.worker")
@@ -36,8 +37,6 @@ class Failover(threading.Thread):
     def sweep(self) -> int:
         """Recover every dead executor this worker wins the election for; returns how many
         workflows it re-enqueued."""
-        from dbos import DBOS
-
         recovered = 0
         with psycopg.connect(self.url, row_factory=dict_row, connect_timeout=5) as conn:
             dead = conn.execute(
@@ -52,8 +51,7 @@ class Failover(threading.Thread):
                     ).fetchone()
                     if not won or not won["won"]:
                         continue
-                    handles = DBOS._recover_pending_workflows([executor_id])
-                    ids = [h.get_workflow_id() for h in handles]
+                    ids = compat.recover_executor(executor_id)
                     if not ids:
                         continue
                     conn.execute(

@@ -22,7 +22,7 @@ from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.errors import SisuError, ValidationFailed
-from sisu.worker import admin, failover, heartbeat
+from sisu.worker import admin, failover, heartbeat, resume
 
 log = logging.getLogger("sisu.worker")
 
@@ -146,6 +146,10 @@ def run(opts: WorkerOptions) -> int:
         interval=opts.heartbeat_seconds,
     )
     watcher.start()
+    resumer = resume.Resumer(
+        opts.url, opts.executor_id, opts.app_version, interval=opts.heartbeat_seconds
+    )
+    resumer.start()
     launched.set()
     log.info(
         "worker %s ready: pid %d, app version %s, queues %s, admin http://%s:%d/healthz",
@@ -161,6 +165,7 @@ def run(opts: WorkerOptions) -> int:
     log.info("worker %s stopping", opts.executor_id)
     admin_server.shutdown()
     watcher.stop()
+    resumer.stop()
     # Graceful: DBOS stops dequeuing first, then waits up to the grace period for the
     # workflows in flight; what is left is recovered like a crash. The heartbeat goes on
     # meanwhile, so that nobody takes this worker for dead while it finishes.

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import psycopg
-import sqlalchemy.exc
 from psycopg.types.json import Jsonb
 
+from sisu.db import faults
 from sisu.db.queries import q
 from sisu.workflow.steps import datasource, drill_hooks, runtime
 from sisu.workflow.steps.errors import StepError, TransientStepError
@@ -91,20 +90,18 @@ def _run_step(
     except StepError as exc:
         _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
         raise
-    except (
-        psycopg.OperationalError,
-        sqlalchemy.exc.OperationalError,
-        sqlalchemy.exc.TimeoutError,
-    ) as exc:
-        # Lost connections, a restarting server, serialization failures, deadlocks, a pool
-        # with no free connection in time (a burst): worth another attempt, not a failed run.
-        transient = TransientStepError(f"{type(exc).__name__}: {exc}")
-        _record_failed_attempt(run_id, step_id, started_at, transient.as_error(step_id))
-        raise transient from exc
     except Exception as exc:
-        error = StepError(f"{type(exc).__name__}: {exc}")
+        # Lost connections, a restarting server, a full disk, serialization failures, a pool
+        # with no free connection in time (a burst): worth another attempt, not a failed run.
+        kind = TransientStepError if faults.is_transient(exc) else StepError
+        error = kind(f"{type(exc).__name__}: {exc}")
         _record_failed_attempt(run_id, step_id, started_at, error.as_error(step_id))
         raise error from exc
+
+
+def is_transient_failure(exc: BaseException) -> bool:
+    """For the workflow, which may not import database code: a failure that passes."""
+    return faults.is_transient(exc)
 
 
 def _intent(conn: Conn, run_id: str) -> dict[str, Any]:

@@ -64,3 +64,13 @@ def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
     except StepError as exc:
         steps.finish_run(run_id, "failed", None, exc.as_error(step_id))
         raise
+    except Exception as exc:
+        if not steps.is_transient_failure(exc):
+            raise
+        # The database failed under DBOS's own bookkeeping (a checkpoint, a durable sleep),
+        # outside any step's retries. While it is down, this raises too and the workflow stays
+        # PENDING for the worker to resume; if it is back, the run waits for repair instead of
+        # ending as an error nobody is asked to act on.
+        error = RetriesExhausted(f"{step_id}: the database failed: {type(exc).__name__}: {exc}")
+        steps.finish_run(run_id, "retries_exceeded", "REPAIR", error.as_error(step_id))
+        raise

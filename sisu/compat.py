@@ -1,0 +1,41 @@
+"""The private DBOS APIs sisu relies on, in one place. DBOS 3.x has no public way to ask which
+workflows this process runs, nor to recover chosen workflows of one executor; each function here
+is covered by tests that fail loudly when an upgrade moves what it reaches into."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _dbos() -> Any:
+    from dbos._dbos import _get_dbos_instance
+
+    return _get_dbos_instance()
+
+
+def active_workflow_ids() -> set[str]:
+    """Workflows a thread of this process is executing now (DBOS adds a workflow when its
+    thread starts and removes it when the thread ends, however it ends)."""
+    return set(_dbos()._active_workflows_set.activeList())
+
+
+def recover_executor(executor_id: str) -> list[str]:
+    """Re-enqueue every PENDING workflow of a dead executor (DBOS's recovery entry point);
+    the queue's atomic dequeue then admits exactly one runner. The ids re-enqueued."""
+    from dbos import DBOS
+
+    return [h.get_workflow_id() for h in DBOS._recover_pending_workflows([executor_id])]
+
+
+def recover_workflows(executor_id: str, workflow_ids: list[str]) -> list[str]:
+    """Re-enqueue chosen PENDING workflows of `executor_id`, through the same recovery step
+    DBOS uses at start-up. A workflow that is no longer PENDING on that executor (it finished,
+    or someone else took it) is left alone. The ids re-enqueued."""
+    from dbos._utils import INTERNAL_QUEUE_NAME
+
+    sys_db = _dbos()._sys_db
+    return [
+        wf_id
+        for wf_id in workflow_ids
+        if sys_db.reenqueue_for_recovery(wf_id, [executor_id], INTERNAL_QUEUE_NAME)
+    ]
