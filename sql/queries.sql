@@ -48,7 +48,7 @@ SET app_version = EXCLUDED.app_version, pid = EXCLUDED.pid, host = EXCLUDED.host
     stopped_at = NULL;
 
 -- name: worker_heartbeat
-UPDATE app.workers SET heartbeat_at = now()
+UPDATE app.workers SET heartbeat_at = now(), active_workflows = %(active_workflows)s
 WHERE executor_id = %(executor_id)s AND pid = %(pid)s;
 
 -- name: worker_stopped
@@ -336,6 +336,25 @@ WHERE w.status = 'PENDING' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_
       WHERE k.executor_id = w.executor_id AND k.stopped_at IS NULL
         AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
 ORDER BY 1;
+
+-- name: audit_stalled_runs
+-- Runs PENDING on a live worker whose heartbeat says no thread of it runs them, with no progress
+-- for a while: the worker lost them (a database outage ended their threads) and has not resumed
+-- them. A run waiting for a human, sleeping before a retry or inside a slow step is running.
+SELECT w.workflow_uuid AS run_id, r.status, w.executor_id, w.application_version AS app_version,
+       round(extract(epoch FROM now() - greatest(r.updated_at,
+             to_timestamp(w.updated_at / 1000.0))))::int AS idle_seconds
+FROM dbos.workflow_status w
+JOIN app.runs r ON r.id = w.workflow_uuid
+JOIN app.workers k ON k.executor_id = w.executor_id
+WHERE w.status = 'PENDING' AND r.status <> 'waiting_input'
+  AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
+  AND k.stopped_at IS NULL
+  AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+  AND NOT (w.workflow_uuid = ANY (k.active_workflows))
+  AND greatest(r.updated_at, to_timestamp(w.updated_at / 1000.0))
+      < now() - make_interval(secs => %(stalled_after_seconds)s)
+ORDER BY idle_seconds DESC, 1;
 
 -- name: audit_unread_events
 -- Human answers sent to runs that finished without reading them.

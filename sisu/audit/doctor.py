@@ -106,6 +106,43 @@ def _workers(url: str, s: Settings) -> list[Finding]:
     return found
 
 
+def _stalled(url: str, s: Settings) -> list[Finding]:
+    """Runs a live worker holds but runs no thread of (see the `stalled_runs` oracle)."""
+    from sisu.audit.oracles import STALLED_AFTER_SECONDS
+
+    params = {
+        "run_ids": None,
+        "dead_after_seconds": s.worker_dead_after_seconds,
+        "stalled_after_seconds": STALLED_AFTER_SECONDS,
+    }
+    with connect(url) as conn:
+        stalled = conn.execute(q("audit_stalled_runs"), params).fetchall()
+    if not stalled:
+        return []
+    first = stalled[0]
+    return [
+        Finding(
+            name="stalled_runs",
+            ok=False,
+            symptom=f"{len(stalled)} run(s) pending on a live worker that runs no thread of "
+            f"them, idle up to {first['idle_seconds']}s (e.g. {first['run_id']} on "
+            f"{first['executor_id']})",
+            check="dbos.workflow_status PENDING runs against app.workers.active_workflows",
+            fix=f"sisu run resume {first['run_id']} --app-version {first['app_version']}   "
+            "(re-dispatches it from its next unfinished step; or restart that worker, which "
+            "recovers all its runs)",
+            detail=[
+                {
+                    "runId": r["run_id"],
+                    "executorId": r["executor_id"],
+                    "idleSeconds": r["idle_seconds"],
+                }
+                for r in stalled[:20]
+            ],
+        )
+    ]
+
+
 def _run_state(url: str, run_id: str) -> Finding:
     with connect(url) as conn:
         run = conn.execute(q("get_run"), {"id": run_id}).fetchone()
@@ -227,6 +264,7 @@ def diagnose(
     findings.append(db_finding)
     if reachable and url is not None:
         findings.extend(_workers(url, s))
+        findings.extend(_stalled(url, s))
         if run_id:
             findings.append(_run_state(url, run_id))
     if api:

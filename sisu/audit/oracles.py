@@ -19,9 +19,16 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("status_agreement", "runs whose app.runs status disagrees with dbos.workflow_status"),
     ("compiler_calls", "CompileST attempts without a recorded request and response"),
     ("stranded_runs", "queued runs no live worker serves, pending runs on a dead executor"),
+    (
+        "stalled_runs",
+        "runs pending on a live worker that runs no thread of them and made no progress lately",
+    ),
     ("unread_events", "human answers sent to runs that finished without reading them"),
 )
 DETAIL_ROWS = 20
+# A live worker resumes what it lost within a few heartbeats; a run still lost after this long is
+# reported (a worker too old to resume, or one whose resume keeps failing).
+STALLED_AFTER_SECONDS = 30.0
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -34,11 +41,16 @@ def run(
     run_id: str | None = None,
     run_ids: list[str] | None = None,
     dead_after_seconds: float = 10.0,
+    stalled_after_seconds: float = STALLED_AFTER_SECONDS,
     show_sql: bool = False,
 ) -> AuditReport:
     """Every check, over the whole database or only over `run_id` / `run_ids`."""
     scope = [run_id] if run_id is not None else run_ids
-    params = {"run_ids": scope, "dead_after_seconds": dead_after_seconds}
+    params = {
+        "run_ids": scope,
+        "dead_after_seconds": dead_after_seconds,
+        "stalled_after_seconds": stalled_after_seconds,
+    }
     checks = []
     with connect(url) as conn:
         mogrifier = ClientCursor(conn)

@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psycopg
@@ -68,15 +69,23 @@ def claim(url: str, me: WorkerIdentity, dead_after_seconds: float) -> None:
 
 
 class Heartbeat(threading.Thread):
-    """Refreshes `heartbeat_at` every `interval` seconds until stopped; survives database blips."""
+    """Refreshes `heartbeat_at`, and the workflows this worker runs now (`active_workflows`, read
+    by the `stalled_runs` oracle), every `interval` seconds until stopped; survives database
+    blips."""
 
-    def __init__(self, url: str, me: WorkerIdentity, interval: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        me: WorkerIdentity,
+        interval: float,
+        active: Callable[[], list[str]] = list,
+    ) -> None:
         super().__init__(name="sisu-heartbeat", daemon=True)
-        self.url, self.me, self.interval = url, me, interval
+        self.url, self.me, self.interval, self.active = url, me, interval, active
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        params = {"executor_id": self.me.executor_id, "pid": self.me.pid}
+        params: dict[str, object] = {"executor_id": self.me.executor_id, "pid": self.me.pid}
         conn: psycopg.Connection[object] | None = None
         # The first beat goes out at once: the claim happened before DBOS launched, and a peer
         # must not take a worker that just became ready for dead.
@@ -86,6 +95,7 @@ class Heartbeat(threading.Thread):
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+                params["active_workflows"] = self.active()
                 conn.execute(q("worker_heartbeat"), params)
             except psycopg.Error as exc:
                 log.warning("heartbeat failed (will retry): %s", " ".join(str(exc).split()))

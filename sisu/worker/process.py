@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sisu import engine
+from sisu import compat, engine
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
@@ -136,7 +136,9 @@ def run(opts: WorkerOptions) -> int:
     DBOS.launch()
     for name in opts.queues:
         _register_queue(DBOS, name, opts)
-    beat = heartbeat.Heartbeat(opts.url, me, opts.heartbeat_seconds)
+    beat = heartbeat.Heartbeat(
+        opts.url, me, opts.heartbeat_seconds, active=lambda: sorted(compat.active_workflow_ids())
+    )
     beat.start()
     watcher = failover.Failover(
         opts.url,

@@ -26,6 +26,7 @@ CHECK_NAMES = [
     "status_agreement",
     "compiler_calls",
     "stranded_runs",
+    "stalled_runs",
     "unread_events",
 ]
 
@@ -267,6 +268,48 @@ def test_a_run_pending_on_a_dead_executor_fails_stranded_runs(db: Db) -> None:
     failed = assert_only_failing(db.audit("--json"), "stranded_runs")
     assert failed["detail"][0]["run_id"] == db.a
     assert failed["detail"][0]["executor_id"] == "gone-1"
+
+
+def lose_run(db: Db, run_id: str, *, active: list[str], status: str = "running") -> None:
+    """`run_id` PENDING on live worker `live-1` for five minutes, with `active` the workflows
+    its heartbeat says it runs."""
+    db.execute(
+        "UPDATE dbos.workflow_status SET status = 'PENDING', executor_id = 'live-1', "
+        "updated_at = (extract(epoch FROM now() - interval '5 minutes') * 1000)::bigint "
+        "WHERE workflow_uuid = %s",
+        (run_id,),
+    )
+    db.execute(
+        "UPDATE app.runs SET status = %s, updated_at = now() - interval '5 minutes' WHERE id = %s",
+        (status, run_id),
+    )
+    db.execute(
+        "INSERT INTO app.workers (executor_id, app_version, pid, host, active_workflows) "
+        "VALUES ('live-1', 'v1', 1, 'elsewhere', %s)",
+        (active,),
+    )
+
+
+def test_a_run_its_live_worker_runs_no_thread_of_fails_stalled_runs(db: Db) -> None:
+    lose_run(db, db.a, active=[])
+    failed = assert_only_failing(db.audit("--json"), "stalled_runs")
+    assert failed["detail"][0]["run_id"] == db.a
+    assert failed["detail"][0]["executor_id"] == "live-1"
+    assert failed["detail"][0]["idle_seconds"] >= 299
+
+
+def test_a_run_its_live_worker_is_running_is_not_stalled(db: Db) -> None:
+    # A slow step, or a durable sleep before a retry: the thread is alive.
+    lose_run(db, db.a, active=[db.a])
+    result = db.audit("--json")
+    assert result.exit_code == 0, result.stdout
+    assert checks(result)["stalled_runs"]["count"] == 0
+
+
+def test_a_run_waiting_for_a_human_is_not_stalled(db: Db) -> None:
+    lose_run(db, db.a, active=[], status="waiting_input")
+    result = db.audit("--json")
+    assert checks(result)["stalled_runs"]["count"] == 0
 
 
 def test_an_answer_to_a_finished_run_fails_unread_events(db: Db) -> None:

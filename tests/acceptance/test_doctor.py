@@ -190,3 +190,46 @@ def test_a_version_stranded_next_to_a_live_worker_is_named(live: Live) -> None:
     finally:
         canceled = run_sisu(["run", "cancel", run_id], live.env)
         assert canceled.exit_code == 0, canceled.stderr
+
+
+# --- a run its live worker lost ----------------------------------------------------------------
+
+
+def test_a_stalled_run_is_named_and_its_fix_finishes_it(
+    sisu_env: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    """A run PENDING on a live worker whose heartbeat says it runs no thread of it (what a
+    database outage leaves when the worker cannot resume): doctor names it, and the command it
+    prints finishes the run."""
+    env = quiet_ports(sisu_env)
+    run_id = create_run(env)
+    for statement in (
+        "UPDATE dbos.workflow_status SET status = 'PENDING', executor_id = 'lost-1', "
+        "updated_at = (extract(epoch FROM now() - interval '5 minutes') * 1000)::bigint "
+        "WHERE workflow_uuid = %(id)s",
+        "UPDATE app.runs SET status = 'running', updated_at = now() - interval '5 minutes' "
+        "WHERE id = %(id)s",
+        "INSERT INTO app.workers (executor_id, app_version, pid, host) "
+        "VALUES ('lost-1', 'v1', 1, 'elsewhere')",
+    ):
+        rows(db_url, statement + " RETURNING 1", {"id": run_id})
+
+    result = doctor(env)
+    assert result.exit_code == 1, result.stderr
+    stalled = finding(result, "stalled_runs")
+    assert stalled["ok"] is False
+    assert stalled["detail"] == [
+        {
+            "runId": run_id,
+            "executorId": "lost-1",
+            "idleSeconds": stalled["detail"][0]["idleSeconds"],
+        }
+    ]
+    fix = stalled["fix"].split("   ")[0].split()
+    assert fix == ["sisu", "run", "resume", run_id, "--app-version", "v1"]
+
+    with running_worker(db_url, tmp_path) as worker:
+        resumed = run_sisu(fix[1:], env)
+        assert resumed.exit_code == 0, resumed.stderr
+        wait_run_done(db_url, run_id, worker=worker)
+    assert findings(doctor(env), "stalled_runs") == []

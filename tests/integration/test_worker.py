@@ -110,6 +110,27 @@ def test_worker_registers_and_heartbeats(worker: WorkerProcess, db_url: str) -> 
     assert worker.alive()
 
 
+def test_the_heartbeat_names_the_runs_the_worker_runs(worker: WorkerProcess, db_url: str) -> None:
+    """`active_workflows` is what the `stalled_runs` oracle trusts: a run inside a slow step is
+    listed while it runs and dropped once it finished."""
+    from tests.scaleout_support import submit, wait_all_done
+
+    [run_id] = submit(db_url, 1, {"sleepMs": 2000})
+
+    def listed() -> bool | None:
+        row = worker_row(db_url, worker.executor_id)
+        return True if row and run_id in row["active_workflows"] else None
+
+    wait_until("the heartbeat to list the run", listed, timeout=30)
+    wait_all_done(db_url, [run_id], timeout=60, watch=(worker,))
+
+    def dropped() -> bool | None:
+        row = worker_row(db_url, worker.executor_id)
+        return True if row and run_id not in row["active_workflows"] else None
+
+    wait_until("the heartbeat to drop the finished run", dropped, timeout=30)
+
+
 def test_healthz_answers_with_the_workers_identity(worker: WorkerProcess, db_url: str) -> None:
     row = worker_row(db_url, worker.executor_id)
     assert row is not None
