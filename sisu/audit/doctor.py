@@ -237,7 +237,8 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
                 )
                 continue
             try:
-                cmd = " ".join(psutil.Process(pid).cmdline())
+                # One line, whatever the command line holds (`python -c` scripts have newlines).
+                cmd = " ".join(" ".join(psutil.Process(pid).cmdline()).split())
             except psutil.Error:
                 continue
             row = _tied_row(url, s, pid, port)
@@ -253,8 +254,13 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
                     Finding(
                         name="port",
                         ok=True,
-                        symptom=f"{held} — not a worker of this database (another deployment, "
-                        "an api-shim, or another program)",
+                        symptom=f"{held} — "
+                        + (
+                            "not a worker of this database (another deployment, an api-shim, "
+                            "or another program)"
+                            if url is not None
+                            else "whose, doctor cannot tell without the database"
+                        ),
                         check="listening sockets against app.workers (host, pid, admin port)",
                         fix=f"to start one here, use another port: {flag}",
                         detail=detail,
