@@ -29,6 +29,45 @@ def quiet_dbos_logs(level: int = logging.WARNING) -> None:
     logging.getLogger("dbos").setLevel(level)
 
 
+class _CancellationLogFilter(logging.Filter):
+    """A run an operator cancels is a decision, not a fault; DBOS 3.4 still logs it as an ERROR
+    with a traceback. A workflow thread that sees its run cancelled (a checkpoint conflict, or a
+    step preempted) first says so in one WARNING line (`_core.py`, `adopt_recorded_outcome`),
+    then waits for the recorded outcome, gets `DBOSAwaitedWorkflowCancelledError` for its own
+    id, and `_execute_workflow_wthread` logs "Exception encountered in background workflow"
+    with that traceback. That record is dropped; any other record caused by a cancellation
+    becomes one WARNING line without the traceback. Every other record passes untouched."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None:
+            return True
+        from dbos import DBOS
+        from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
+
+        if not isinstance(exc, DBOSAwaitedWorkflowCancelledError | DBOSWorkflowCancelledError):
+            return True
+        if (
+            isinstance(exc, DBOSAwaitedWorkflowCancelledError)
+            and exc.workflow_id == DBOS.workflow_id
+        ):
+            return False
+        record.msg = f"{record.getMessage()} {exc}"
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno = logging.WARNING
+        record.levelname = logging.getLevelName(logging.WARNING)
+        return True
+
+
+def calm_cancellation_logs() -> None:
+    """Install `_CancellationLogFilter` on DBOS's logger (once per process; workers only)."""
+    logger = logging.getLogger("dbos")
+    if not any(isinstance(f, _CancellationLogFilter) for f in logger.filters):
+        logger.addFilter(_CancellationLogFilter())
+
+
 def dbos_config(
     url: str, *, app_version: str, executor_id: str, log_level: str = "WARNING"
 ) -> dict[str, Any]:

@@ -114,6 +114,13 @@ class WorkerFailed(SisuError):
     exit_code = 1
 
 
+class PortInUse(SisuError):
+    """The port is already taken by another process."""
+
+    code = "port_in_use"
+    exit_code = 1
+
+
 class TimedOut(SisuError):
     """Gave up waiting."""
 

@@ -63,6 +63,19 @@ WHERE stopped_at IS NULL
   AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
 ORDER BY executor_id;
 
+-- name: doctor_port_holder
+-- The heartbeat row a process listening on a port is tied to: this host, this pid, that port as
+-- its admin port. `started_epoch` lets doctor tell a reused pid (a process born after the row).
+SELECT executor_id, app_version, heartbeat_at, stopped_at,
+       extract(epoch FROM started_at)::float8 AS started_epoch,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS silent_seconds,
+       (stopped_at IS NULL
+        AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive
+FROM app.workers
+WHERE host = %(host)s AND pid = %(pid)s AND admin_port = %(port)s
+ORDER BY started_at DESC
+LIMIT 1;
+
 -- name: insert_intent
 INSERT INTO app.intents (id, goal, inputs, constraints, connectors)
 VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s);

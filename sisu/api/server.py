@@ -1,11 +1,14 @@
-"""`sisu serve`: run the api-shim under uvicorn."""
+"""`sisu serve`: bind the api-shim's socket, then run the app under uvicorn on it."""
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
+from collections.abc import Callable
 
 from sisu.config import Settings
-from sisu.errors import ValidationFailed
+from sisu.errors import PortInUse, SisuError, ValidationFailed
 from sisu.service.backend import Backend
 
 
@@ -18,20 +21,64 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def serve(url: str, settings: Settings, *, host: str, port: int, api_token: str | None) -> None:
+def check_bind(host: str, api_token: str | None) -> None:
     if not is_loopback(host) and not api_token:
         raise ValidationFailed(
             f"refusing to bind {host}: a non-loopback address needs SISU_API_TOKEN set, and then "
             "every request must carry `Authorization: Bearer <token>`",
             details={"host": host},
         )
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, bound here rather than by uvicorn: a busy port is one
+    clean error before anything is announced, and no other process can take the port between
+    a check and uvicorn's own bind."""
+    # The same choices uvicorn makes when it binds (uvicorn.Config.bind_socket).
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"cannot bind the api-shim to {host}:{port}: {exc.strerror}; another process "
+                "listens there (`sisu doctor` names it). Pass --port (or PORT)",
+                details={"host": host, "port": port},
+            ) from exc
+        raise ValidationFailed(
+            f"cannot bind the api-shim to {host}:{port}: {exc.strerror or exc}",
+            details={"host": host, "port": port},
+        ) from exc
+    return sock
+
+
+def serve(
+    url: str,
+    settings: Settings,
+    *,
+    sock: socket.socket,
+    api_token: str | None,
+    announce: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Serve on `sock` (from `bind`) until stopped; `announce` gets the base URL once the app
+    is built, just before uvicorn starts accepting."""
     import uvicorn
 
     from sisu.api.app import create_app
 
     backend = Backend.from_settings(url, settings, pool_size=10)
-    app = create_app(backend, settings, api_token=api_token)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        app = create_app(backend, settings, api_token=api_token)
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        announce(f"http://{shown}:{port}")
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        server.run(sockets=[sock])
+        if not server.started:
+            raise SisuError("the api-shim did not start (see the messages above)")
     finally:
         backend.close()

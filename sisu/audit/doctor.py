@@ -191,51 +191,146 @@ def _shim(api: str) -> Finding:
     )
 
 
-def _ports(s: Settings, url: str | None) -> list[Finding]:
-    """Who holds the configured ports: a stale sisu process blocks a new shim or worker."""
+# A worker registers its heartbeat row a moment after its process starts; a process born more
+# than this after the row was written cannot be the one that wrote it (its pid was reused).
+_PID_REUSE_SLACK_SECONDS = 1.0
+
+
+def _listeners(port: int) -> list[int | None]:
+    """The pids listening on `port` (None for one this user may not see); none when the
+    system does not say."""
     import psutil
 
-    live_pids: set[int] = set()
-    if url is not None:
-        try:
-            with connect(url) as conn:
-                rows = conn.execute(
-                    q("live_workers"), {"dead_after_seconds": s.worker_dead_after_seconds}
-                ).fetchall()
-            live_pids = {r["pid"] for r in rows}
-        except SisuError:
-            pass
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return []
+    return sorted(
+        {
+            c.pid
+            for c in conns
+            if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN
+        },
+        key=lambda pid: pid or 0,
+    )
+
+
+def _tied_row(url: str | None, s: Settings, pid: int, port: int) -> dict[str, Any] | None:
+    """The heartbeat row of this database that `pid` on this host wrote as the worker with
+    admin port `port`, or None when nothing ties them."""
+    import socket
+
+    import psutil
+
+    if url is None:
+        return None
+    try:
+        born = psutil.Process(pid).create_time()
+        with connect(url) as conn:
+            row = conn.execute(
+                q("doctor_port_holder"),
+                {
+                    "host": socket.gethostname(),
+                    "pid": pid,
+                    "port": port,
+                    "dead_after_seconds": s.worker_dead_after_seconds,
+                },
+            ).fetchone()
+    except (psutil.Error, SisuError):
+        return None
+    if row is None or born > row["started_epoch"] + _PID_REUSE_SLACK_SECONDS:
+        return None
+    return dict(row)
+
+
+def _ports(s: Settings, url: str | None) -> list[Finding]:
+    """Who holds the configured ports. doctor judges only a process it can tie to a heartbeat
+    row of this database (same host, same pid, that port as its admin port): a worker whose
+    row stopped heartbeating is stale and `kill PID` is its fix. Any other holder — another
+    deployment's worker, an api-shim, an unrelated program — is only named, with the way
+    around it (another port), since nothing here says it is stale or whose it is."""
+    import psutil
+
     found = []
-    for label, port in (
-        ("api-shim port (PORT)", s.port),
-        ("worker admin port (ADMIN_PORT)", s.admin_port),
+    for label, port, flag in (
+        ("api-shim port (PORT)", s.port, "sisu serve --port N (or PORT)"),
+        (
+            "worker admin port (ADMIN_PORT)",
+            s.admin_port,
+            "sisu worker --admin-port N (or ADMIN_PORT)",
+        ),
     ):
-        try:
-            holders = [
-                c.pid
-                for c in psutil.net_connections(kind="tcp")
-                if c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN and c.pid
-            ]
-        except psutil.Error:
-            continue
-        for pid in holders:
+        for pid in _listeners(port):
+            if pid is None:
+                found.append(
+                    Finding(
+                        name="port",
+                        ok=True,
+                        symptom=f"{label} {port} is held by a process this user cannot see",
+                        check="listening sockets",
+                        fix=f"to start one here, use another port: {flag}",
+                        detail={"port": port, "pid": None, "sisu": None, "executorId": None},
+                    )
+                )
+                continue
             try:
-                cmd = " ".join(psutil.Process(pid).cmdline())
+                # One line, whatever the command line holds (`python -c` scripts have newlines).
+                cmd = " ".join(" ".join(psutil.Process(pid).cmdline()).split())
             except psutil.Error:
                 continue
-            is_sisu = "sisu" in cmd
-            stale = is_sisu and "worker" in cmd and pid not in live_pids
-            found.append(
-                Finding(
-                    name="port",
-                    ok=not stale,
-                    symptom=f"{label} {port} is held by pid {pid}: {cmd[:120]}"
-                    + (" — a worker that no longer heartbeats (stale)" if stale else ""),
-                    check="listening sockets",
-                    fix=f"kill {pid}" if stale else None,
-                    detail={"port": port, "pid": pid, "sisu": is_sisu},
+            row = _tied_row(url, s, pid, port)
+            detail = {
+                "port": port,
+                "pid": pid,
+                "sisu": "sisu" in cmd,
+                "executorId": row["executor_id"] if row else None,
+            }
+            held = f"{label} {port} is held by pid {pid}: {cmd[:120]}"
+            if row is None:
+                found.append(
+                    Finding(
+                        name="port",
+                        ok=True,
+                        symptom=f"{held} — "
+                        + (
+                            "not a worker of this database (another deployment, an api-shim, "
+                            "or another program)"
+                            if url is not None
+                            else "whose, doctor cannot tell without the database"
+                        ),
+                        check="listening sockets against app.workers (host, pid, admin port)",
+                        fix=f"to start one here, use another port: {flag}",
+                        detail=detail,
+                    )
                 )
-            )
+            elif row["alive"]:
+                found.append(
+                    Finding(
+                        name="port",
+                        ok=True,
+                        symptom=f"{held} — worker {row['executor_id']} of this database, live",
+                        check="listening sockets against app.workers (host, pid, admin port)",
+                        fix=None,
+                        detail=detail,
+                    )
+                )
+            else:
+                why = (
+                    "stopped"
+                    if row["stopped_at"] is not None
+                    else f"silent for {row['silent_seconds']:.0f}s"
+                )
+                found.append(
+                    Finding(
+                        name="port",
+                        ok=False,
+                        symptom=f"{held} — worker {row['executor_id']} of this database, whose "
+                        f"heartbeat {why}: stale, it blocks a new worker on this port",
+                        check="listening sockets against app.workers (host, pid, admin port)",
+                        fix=f"kill {pid}",
+                        detail=detail,
+                    )
+                )
     return found
 
 

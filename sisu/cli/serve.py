@@ -15,12 +15,22 @@ def serve(
 
     It validates, writes intents and runs, and enqueues; it never executes workflows (run
     `sisu worker` for that). A non-loopback --host requires SISU_API_TOKEN."""
-    from sisu.api.server import serve as run_server
+    from sisu.api import server
     from sisu.cli._output import info
     from sisu.cli._settings import database_url, settings
 
     s = settings()
-    bind_port = s.port if port is None else port
-    url = database_url(s)
-    info(f"api-shim on http://{host}:{bind_port} (OpenAPI at /openapi.json)")
-    run_server(url, s, host=host, port=bind_port, api_token=s.api_token)
+    server.check_bind(host, s.api_token)
+    # The port first: a busy one fails at once, before the database is started or migrated.
+    sock = server.bind(host, s.port if port is None else port)
+    try:
+        url = database_url(s)
+        server.serve(
+            url,
+            s,
+            sock=sock,
+            api_token=s.api_token,
+            announce=lambda base: info(f"api-shim on {base} (OpenAPI at /openapi.json)"),
+        )
+    finally:
+        sock.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sisu.errors import WorkerFailed
+from sisu.errors import PortInUse, WorkerFailed
 
 
 def serve(host: str, port: int, health: Callable[[], dict[str, Any]]) -> ThreadingHTTPServer:
@@ -35,7 +36,8 @@ def serve(host: str, port: int, health: Callable[[], dict[str, Any]]) -> Threadi
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        raise WorkerFailed(
+        busy = exc.errno == errno.EADDRINUSE
+        raise (PortInUse if busy else WorkerFailed)(
             f"cannot bind the admin port {host}:{port}: {exc.strerror}; is another worker "
             "using it? Pass --admin-port (or ADMIN_PORT)",
             details={"port": port},

@@ -92,6 +92,7 @@ def run(opts: WorkerOptions) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
     )
     engine.quiet_dbos_logs()
+    engine.calm_cancellation_logs()
     migrations.ensure(opts.url)
 
     me = heartbeat.WorkerIdentity(

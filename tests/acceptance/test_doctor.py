@@ -3,6 +3,8 @@ check and the fix; exit 1 when anything needs fixing."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,9 +16,10 @@ from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.drills.processes import WorkerProcess
 from sisu.service import intents
 from sisu.service.backend import Backend
-from tests.helpers import Result, rows, run_sisu
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import free_port, running_serve, running_worker, wait_run_done
+from tests.helpers import Result, rows, run_sisu, scalar
+from tests.operator_support import wait_worker_ready, worker_running
+from tests.ops_support import cloned_database, sisu_env_for
+from tests.runloop_support import free_port, poll, running_serve, running_worker, wait_run_done
 
 
 def quiet_ports(env: dict[str, str]) -> dict[str, str]:
@@ -114,6 +117,68 @@ def test_an_unreachable_database_is_a_finding_not_a_traceback(tmp_path: Path) ->
     assert database["fix"]
     # Nothing that needs the database is claimed either way.
     assert findings(result, "workers") == []
+
+
+# --- who holds the ports ------------------------------------------------------------------------
+
+
+def admin_port_of(url: str, worker: WorkerProcess) -> int:
+    return int(scalar(url, "SELECT admin_port FROM app.workers WHERE pid = %s", (worker.pid,)))
+
+
+def test_a_worker_of_another_database_on_the_port_is_named_never_killed(
+    sisu_env: dict[str, str], pg_admin_url: str, template_db: str, tmp_path: Path
+) -> None:
+    """Another deployment (its own database) runs a healthy worker on the admin port this
+    deployment is configured with: doctor cannot tie it to its rows, so it is not stale."""
+    with (
+        cloned_database(pg_admin_url, template_db, "sisu_other") as other_url,
+        worker_running(other_url, tmp_path, name="other") as other,
+    ):
+        wait_worker_ready(other_url, other)
+        port = admin_port_of(other_url, other)
+        result = doctor({**sisu_env, "PORT": str(free_port()), "ADMIN_PORT": str(port)})
+    [held] = findings(result, "port")
+    assert held["ok"] is True, held
+    assert held["detail"] == {"port": port, "pid": other.pid, "sisu": True, "executorId": None}
+    assert "kill" not in held["fix"]
+    assert "--admin-port" in held["fix"]
+
+
+def test_a_worker_of_this_database_that_stopped_heartbeating_is_stale(
+    sisu_env: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    with worker_running(db_url, tmp_path, name="own") as worker:
+        wait_worker_ready(db_url, worker)
+        env = {
+            **sisu_env,
+            "PORT": str(free_port()),
+            "ADMIN_PORT": str(admin_port_of(db_url, worker)),
+        }
+        [live] = findings(doctor(env), "port")
+        assert live["ok"] is True, live
+        assert live["fix"] is None
+        assert live["detail"]["executorId"] == worker.executor_id
+        # Wedged: the process keeps its port but heartbeats no more. A doctor that counts a
+        # worker dead after half a second of silence then finds it stale.
+        os.kill(worker.pid, signal.SIGSTOP)
+        try:
+            strict = {**env, "SISU_WORKER_DEAD_AFTER_SECONDS": "0.5"}
+
+            def stale() -> dict[str, Any] | None:
+                [held] = findings(doctor(strict), "port")
+                return None if held["ok"] else held
+
+            held = poll("doctor to find the wedged worker stale", stale, timeout=30)
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+    assert held["fix"] == f"kill {worker.pid}"
+    assert held["detail"] == {
+        "port": int(env["ADMIN_PORT"]),
+        "pid": worker.pid,
+        "sisu": True,
+        "executorId": worker.executor_id,
+    }
 
 
 # --- a live v1 worker ---------------------------------------------------------------------------
