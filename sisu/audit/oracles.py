@@ -20,7 +20,13 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("compiler_calls", "CompileST attempts without a recorded request and response"),
     ("stranded_runs", "queued runs no live worker serves, pending runs on a dead executor"),
     ("unread_events", "human answers sent to runs that finished without reading them"),
+    ("orphan_intents", "intents never run, older than the orphan threshold (a warning)"),
 )
+# Checks whose rows deserve a look but break no law: they show, and the audit still passes.
+WARNINGS = frozenset({"orphan_intents"})
+# An intent is created, then run a moment later; one still without a run after this long was
+# most likely abandoned (or created twice by a client that retried without an idempotency key).
+ORPHAN_AFTER_SECONDS = 600.0
 DETAIL_ROWS = 20
 
 
@@ -34,11 +40,16 @@ def run(
     run_id: str | None = None,
     run_ids: list[str] | None = None,
     dead_after_seconds: float = 10.0,
+    orphan_after_seconds: float = ORPHAN_AFTER_SECONDS,
     show_sql: bool = False,
 ) -> AuditReport:
     """Every check, over the whole database or only over `run_id` / `run_ids`."""
     scope = [run_id] if run_id is not None else run_ids
-    params = {"run_ids": scope, "dead_after_seconds": dead_after_seconds}
+    params = {
+        "run_ids": scope,
+        "dead_after_seconds": dead_after_seconds,
+        "orphan_after_seconds": orphan_after_seconds,
+    }
     checks = []
     with connect(url) as conn:
         mogrifier = ClientCursor(conn)
@@ -53,6 +64,12 @@ def run(
                     detail=[_jsonable(r) for r in rows[:DETAIL_ROWS]],
                     description=description,
                     sql=mogrifier.mogrify(sql, params) + ";" if show_sql else None,
+                    severity="warning" if name in WARNINGS else "error",
                 )
             )
-    return AuditReport(ok=all(c.ok for c in checks), run_id=run_id, checks=checks)
+    return AuditReport(
+        ok=all(c.ok for c in checks if c.severity == "error"),
+        run_id=run_id,
+        checks=checks,
+        warnings=sum(1 for c in checks if c.severity == "warning" and not c.ok),
+    )
