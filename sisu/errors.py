@@ -71,6 +71,14 @@ class DuplicateRun(SisuError):
     exit_code = 5
 
 
+class IdempotencyConflict(SisuError):
+    """This Idempotency-Key was already used with a different request body."""
+
+    code = "idempotency_conflict"
+    http_status = 409
+    exit_code = 5
+
+
 class DatabaseUnavailable(SisuError):
     """The database cannot be reached."""
 

@@ -80,6 +80,18 @@ LIMIT 1;
 INSERT INTO app.intents (id, goal, inputs, constraints, connectors)
 VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s);
 
+-- name: insert_intent_idempotent
+-- With an Idempotency-Key: a concurrent insert of the same key waits for the first one and then
+-- does nothing (no row returned); the caller reads the winner with intent_by_idempotency_key.
+INSERT INTO app.intents (id, goal, inputs, constraints, connectors, idempotency_key, request_hash)
+VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s, %(idempotency_key)s,
+        %(request_hash)s)
+ON CONFLICT (idempotency_key) DO NOTHING
+RETURNING id;
+
+-- name: intent_by_idempotency_key
+SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_key)s;
+
 -- name: lock_intent
 SELECT id FROM app.intents WHERE id = %(id)s FOR UPDATE;
 
@@ -380,6 +392,16 @@ WHERE n.topic = 'human_input' AND NOT n.consumed
   AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
 ORDER BY n.created_at_epoch_ms;
 
+-- name: audit_orphan_intents
+-- Intents older than the threshold that were never run: a client that created one and never
+-- triggered it (or lost the reply and created another). A warning, not a broken law.
+SELECT i.id AS intent_id, i.goal, i.idempotency_key, i.created_at
+FROM app.intents i
+WHERE i.created_at < now() - make_interval(secs => %(orphan_after_seconds)s)
+  AND (%(run_ids)s::text[] IS NULL OR i.id = ANY(%(run_ids)s))
+  AND NOT EXISTS (SELECT 1 FROM app.runs r WHERE r.id = i.id)
+ORDER BY i.created_at, i.id;
+
 -- name: doctor_stuck_versions
 -- Queued runs by app version, with whether a live worker serves that version.
 SELECT w.application_version AS app_version, count(*)::int AS n,
@@ -431,6 +453,10 @@ SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROU
 SELECT workflow_uuid AS workflow_id FROM dbos.workflow_status
 WHERE executor_id = %(executor_id)s AND status = 'PENDING'
   AND application_version = %(app_version)s;
+
+-- name: chaos_drill_intents
+-- Intents a drill's clients created (their goals start with the drill's tag), accepted or not.
+SELECT count(*)::int AS n FROM app.intents WHERE starts_with(goal, %(prefix)s);
 
 -- name: executor_pending_count
 SELECT count(*)::int AS n FROM dbos.workflow_status

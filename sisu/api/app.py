@@ -6,7 +6,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -84,9 +84,26 @@ def create_app(backend: Backend, settings: Settings, *, api_token: str | None = 
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
     @app.post("/intents", status_code=201, response_model=IntentCreated)
-    def create_intent(body: IntentCreate) -> Response:
-        created = intents.create_intent(backend, body)
-        return Response(created.to_json(), status_code=201, media_type="application/json")
+    def create_intent(
+        body: IntentCreate,
+        idempotency_key: Annotated[
+            str | None,
+            Header(
+                alias="Idempotency-Key",
+                description="Same key and body: the same intent again (201, "
+                "`Idempotent-Replayed: true`); same key, other body: 409 idempotency_conflict.",
+            ),
+        ] = None,
+    ) -> Response:
+        # A replay answers exactly as the first request did (201, same body), as Stripe and
+        # draft-ietf-httpapi-idempotency-key-header do, so a retrying client needs no new case.
+        created, replayed = intents.create_intent_once(
+            backend, body, idempotency_key=idempotency_key
+        )
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(
+            created.to_json(), status_code=201, media_type="application/json", headers=headers
+        )
 
     @app.post("/intents/{intent_id}/run", status_code=202, response_model=RunStarted)
     def run_intent(intent_id: str, body: Annotated[RunRequest | None, Body()] = None) -> Response:

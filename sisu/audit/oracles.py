@@ -24,7 +24,13 @@ CHECKS: tuple[tuple[str, str], ...] = (
         "runs pending on a live worker that runs no thread of them and made no progress lately",
     ),
     ("unread_events", "human answers sent to runs that finished without reading them"),
+    ("orphan_intents", "intents never run, older than the orphan threshold (a warning)"),
 )
+# Checks whose rows deserve a look but break no law: they show, and the audit still passes.
+WARNINGS = frozenset({"orphan_intents"})
+# An intent is created, then run a moment later; one still without a run after this long was
+# most likely abandoned (or created twice by a client that retried without an idempotency key).
+ORPHAN_AFTER_SECONDS = 600.0
 DETAIL_ROWS = 20
 # A live worker resumes what it lost within a few heartbeats; a run still lost after this long is
 # reported (a worker too old to resume, or one whose resume keeps failing).
@@ -42,6 +48,7 @@ def run(
     run_ids: list[str] | None = None,
     dead_after_seconds: float = 10.0,
     stalled_after_seconds: float = STALLED_AFTER_SECONDS,
+    orphan_after_seconds: float = ORPHAN_AFTER_SECONDS,
     show_sql: bool = False,
 ) -> AuditReport:
     """Every check, over the whole database or only over `run_id` / `run_ids`."""
@@ -50,6 +57,7 @@ def run(
         "run_ids": scope,
         "dead_after_seconds": dead_after_seconds,
         "stalled_after_seconds": stalled_after_seconds,
+        "orphan_after_seconds": orphan_after_seconds,
     }
     checks = []
     with connect(url) as conn:
@@ -65,6 +73,12 @@ def run(
                     detail=[_jsonable(r) for r in rows[:DETAIL_ROWS]],
                     description=description,
                     sql=mogrifier.mogrify(sql, params) + ";" if show_sql else None,
+                    severity="warning" if name in WARNINGS else "error",
                 )
             )
-    return AuditReport(ok=all(c.ok for c in checks), run_id=run_id, checks=checks)
+    return AuditReport(
+        ok=all(c.ok for c in checks if c.severity == "error"),
+        run_id=run_id,
+        checks=checks,
+        warnings=sum(1 for c in checks if c.severity == "warning" and not c.ok),
+    )

@@ -13,12 +13,18 @@ def audit(
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print each check's SQL, ready for psql."
     ),
+    orphan_after: float = typer.Option(
+        600.0,
+        "--orphan-after",
+        min=0,
+        help="Seconds after which an intent that was never run shows as an orphan (a warning).",
+    ),
 ) -> None:
     """Check the database against sisu's laws (SQL oracles).
 
     No duplicate effects, every succeeded run has the four steps in order, app and DBOS agree
     on status, every compile is recorded, no stranded runs, no unread human answers. Exit 1
-    when any check fails."""
+    when any check fails. Intents never run (orphan_intents) show as a warning only."""
     from sisu.audit import oracles
     from sisu.cli._settings import database_url, settings
 
@@ -28,13 +34,17 @@ def audit(
         database_url(s),
         run_id=run_id,
         dead_after_seconds=s.worker_dead_after_seconds,
+        orphan_after_seconds=orphan_after,
         show_sql=verbose,
     )
     if json:
         _output.emit(report)
     else:
         for c in report.checks:
-            mark = "[green]ok  [/]" if c.ok else "[red]FAIL[/]"
+            if c.ok:
+                mark = "[green]ok  [/]"
+            else:
+                mark = "[yellow]WARN[/]" if c.severity == "warning" else "[red]FAIL[/]"
             _output.out_console().print(f"{mark} {c.name:18} {c.count:5}  {c.description}")
             if not c.ok:
                 for row in c.detail[:5]:

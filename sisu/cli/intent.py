@@ -69,6 +69,13 @@ def create(
     constraints: str = typer.Option(
         None, "--constraints", help="Constraints: a JSON object, or @file."
     ),
+    idempotency_key: str = typer.Option(
+        None,
+        "--idempotency-key",
+        help="Create at most one intent for this key (1-255 visible ASCII characters): the "
+        "same key and request again print the same id; another request with it exits 5 "
+        "(idempotency_conflict).",
+    ),
     json: bool = JSON,
 ) -> None:
     """Create an intent; prints its id (or {intentId} with --json)."""
@@ -86,7 +93,9 @@ def create(
         },
     )
     with backend() as b:
-        created = intents.create_intent(b, request)
+        created, replayed = intents.create_intent_once(b, request, idempotency_key=idempotency_key)
+    if replayed:
+        _output.info(f"intent {created.intent_id} was already created with this idempotency key")
     if json:
         _output.emit(created)
     else:

@@ -47,12 +47,17 @@ class AuditCheck(Contract):
     detail: list[dict[str, Any]]
     description: str
     sql: str | None = None
+    # A failing "error" check breaks a law and fails the audit; a "warning" check only shows
+    # rows worth a look (its own ok is false) and leaves the report's ok and exit code alone.
+    severity: Literal["error", "warning"] = "error"
 
 
 class AuditReport(Contract):
     ok: bool
     run_id: str | None
     checks: list[AuditCheck]
+    # Warning checks that found rows; they never make ok false.
+    warnings: int = 0
 
 
 class Finding(Contract):
@@ -102,6 +107,8 @@ class ChaosResult(Contract):
     audit_ok: bool
     skipped: str | None = None
     kill_log: list[KillRecord]
+    # shim-kill only: intents the drill's clients created, accepted or not; must equal runs.
+    intents: int | None = None
 
 
 class LatencyMs(Contract):

@@ -1,6 +1,8 @@
 """`sisu chaos --fault shim-kill`: kill -9 the api-shim while clients are submitting. Clients
-retry as a careful client would (a trigger is idempotent: the same intent converges on its one
-run); every intent the shim accepted (201) must end with exactly one succeeded run."""
+retry as a careful client would: each intent is created with an Idempotency-Key reused on every
+retry (a reply lost to the kill must not leave an orphan intent), and a trigger is idempotent
+(the same intent converges on its one run). Every intent the shim accepted (201) must end with
+exactly one succeeded run, and the clients must have created no other intent."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from typing import Any
 
 from sisu.config import Settings
 from sisu.contracts.ops import ChaosResult, KillRecord
+from sisu.db.connection import connect
+from sisu.db.queries import q
 from sisu.drills import verdict
 from sisu.drills.processes import WorkerProcess
 from sisu.errors import DrillFailed
@@ -72,10 +76,15 @@ class Shim:
                 self.proc.kill()
 
 
-def _request(method: str, url: str, body: Any, timeout: float = 5) -> tuple[int, Any]:
+def _request(
+    method: str, url: str, body: Any, timeout: float = 5, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -125,8 +134,14 @@ def run(
     total = max(runs, iterations * 2)
     deadline = time.monotonic() + 180
 
-    def post(path: str, body: dict[str, Any]) -> Callable[[], tuple[int, Any]]:
-        return lambda: _request("POST", f"{base}{path}", body)
+    def post(
+        path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Callable[[], tuple[int, Any]]:
+        return lambda: _request("POST", f"{base}{path}", body, headers=headers)
+
+    # Every goal starts with the drill's tag, so the verdict can count the intents the clients
+    # created, whether or not a reply reached them.
+    tag = f"shim chaos {uuid.uuid4().hex[:12]} "
 
     failures: list[BaseException] = []
 
@@ -137,8 +152,12 @@ def run(
             failures.append(exc)
 
     def submit(n: int) -> None:
-        for i in range(n):
-            created = _until_ok(post("/intents", {"goal": f"shim chaos {i}"}), 201, deadline)
+        for _ in range(n):
+            # One key per intent, reused by every retry of it: a retry after a lost 201
+            # replays the intent the shim created instead of creating a second one.
+            key = str(uuid.uuid4())
+            create = post("/intents", {"goal": f"{tag}{key}"}, {"Idempotency-Key": key})
+            created = _until_ok(create, 201, deadline)
             intent_id = created["intentId"]
             with lock:
                 accepted.append(intent_id)
@@ -175,4 +194,11 @@ def run(
     finally:
         shim.stop()
         worker.stop()
-    return verdict.summarize(url, settings, accepted, kills, iterations)
+    result = verdict.summarize(url, settings, accepted, kills, iterations)
+    with connect(url) as conn:
+        row = conn.execute(q("chaos_drill_intents"), {"prefix": tag}).fetchone()
+    created = int(row["n"]) if row else 0
+    # More intents than accepted ones means a client's retry created an orphan.
+    return result.model_copy(
+        update={"intents": created, "ok": result.ok and created == len(accepted)}
+    )

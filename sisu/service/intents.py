@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 import uuid
 from typing import Any
 
@@ -9,27 +12,86 @@ from psycopg.types.json import Jsonb
 
 from sisu.contracts.runs import IntentCreate, IntentCreated, RunRequest, RunStarted
 from sisu.db.queries import q
-from sisu.errors import DuplicateRun, NotFound
+from sisu.errors import DuplicateRun, IdempotencyConflict, NotFound, ValidationFailed
 from sisu.service import policy
 from sisu.service.backend import Backend, Cursor
 
 RUN_WORKFLOW = "RunIntentWF"  # sisu.workflow.wf.intent.NAME, by name: callers never import wf
 
 
-def create_intent(backend: Backend, request: IntentCreate) -> IntentCreated:
-    intent_id = str(uuid.uuid4())
-    with backend.transaction() as (_, cur):
-        cur.execute(
-            q("insert_intent"),
-            {
-                "id": intent_id,
-                "goal": request.goal,
-                "inputs": Jsonb(request.inputs),
-                "constraints": Jsonb(request.constraints),
-                "connectors": Jsonb(request.connectors),
-            },
+IDEMPOTENCY_KEY_MAX = 255
+# Visible ASCII only (no spaces, no control characters): UUIDs, ULIDs, base64 and
+# "order-123:attempt" all fit, and the key reads the same in a header, a shell and a log.
+_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+
+
+def check_idempotency_key(key: str) -> str:
+    """The key as given, or a validation_error (before anything is written)."""
+    if not _KEY.fullmatch(key):
+        raise ValidationFailed(
+            f"Idempotency-Key must be 1-{IDEMPOTENCY_KEY_MAX} visible ASCII characters "
+            "(no spaces or control characters)",
+            details=[{"field": "Idempotency-Key", "type": "idempotency_key", "length": len(key)}],
         )
-    return IntentCreated(intent_id=intent_id)
+    return key
+
+
+def request_hash(request: IntentCreate) -> str:
+    """sha256 of the canonical request: the validated contract with its defaults filled in,
+    keys sorted, so `{"goal": "g"}` and `{"inputs": {}, "goal": "g"}` are the same request."""
+    canonical = json.dumps(
+        request.model_dump(mode="json", by_alias=True), sort_keys=True, separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def create_intent(
+    backend: Backend, request: IntentCreate, *, idempotency_key: str | None = None
+) -> IntentCreated:
+    return create_intent_once(backend, request, idempotency_key=idempotency_key)[0]
+
+
+def create_intent_once(
+    backend: Backend, request: IntentCreate, *, idempotency_key: str | None = None
+) -> tuple[IntentCreated, bool]:
+    """Create an intent; with an idempotency key, at most one per key. Returns the intent and
+    whether it is a replay (the key was already used with this same request). The same key with
+    a different request is an idempotency_conflict. Two concurrent requests with one key meet on
+    the unique index: the second waits for the first to commit and then replays it."""
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+    intent_id = str(uuid.uuid4())
+    params = {
+        "id": intent_id,
+        "goal": request.goal,
+        "inputs": Jsonb(request.inputs),
+        "constraints": Jsonb(request.constraints),
+        "connectors": Jsonb(request.connectors),
+    }
+    if idempotency_key is None:
+        with backend.transaction() as (_, cur):
+            cur.execute(q("insert_intent"), params)
+        return IntentCreated(intent_id=intent_id), False
+    digest = request_hash(request)
+    with backend.transaction() as (_, cur):
+        inserted = cur.execute(
+            q("insert_intent_idempotent"),
+            {**params, "idempotency_key": idempotency_key, "request_hash": digest},
+        ).fetchone()
+        if inserted is not None:
+            return IntentCreated(intent_id=intent_id), False
+        # READ COMMITTED: this statement sees the row whose commit the insert waited for.
+        existing = cur.execute(
+            q("intent_by_idempotency_key"), {"idempotency_key": idempotency_key}
+        ).fetchone()
+    assert existing is not None, "ON CONFLICT found a row that is not there"
+    if existing["request_hash"] != digest:
+        raise IdempotencyConflict(
+            f"Idempotency-Key {idempotency_key!r} was already used for intent {existing['id']} "
+            "with a different request; use a new key for a new intent",
+            details={"idempotencyKey": idempotency_key, "intentId": existing["id"]},
+        )
+    return IntentCreated(intent_id=existing["id"]), True
 
 
 def _started(run_id: str, status: str) -> RunStarted:

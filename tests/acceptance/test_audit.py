@@ -28,7 +28,9 @@ CHECK_NAMES = [
     "stranded_runs",
     "stalled_runs",
     "unread_events",
+    "orphan_intents",
 ]
+WARNING_CHECKS = {"orphan_intents"}
 
 
 @dataclass
@@ -107,8 +109,10 @@ def test_a_clean_database_passes_every_check(db: Db) -> None:
     assert body["ok"] is True
     assert [c["name"] for c in body["checks"]] == CHECK_NAMES
     for c in body["checks"]:
-        assert {"name", "ok", "count", "detail"} <= set(c), c
+        assert {"name", "ok", "count", "detail", "severity"} <= set(c), c
         assert (c["ok"], c["count"], c["detail"]) == (True, 0, []), c
+        assert c["severity"] == ("warning" if c["name"] in WARNING_CHECKS else "error"), c
+    assert body["warnings"] == 0
 
 
 def test_a_receipt_seen_twice_fails_duplicate_effects(db: Db) -> None:
@@ -320,3 +324,62 @@ def test_an_answer_to_a_finished_run_fails_unread_events(db: Db) -> None:
     )
     failed = assert_only_failing(db.audit("--json"), "unread_events")
     assert failed["detail"][0]["run_id"] == db.a
+
+
+# --- orphan_intents: a warning, not a failure ------------------------------------------------
+
+
+def add_intent(db: Db, intent_id: str, age: str) -> None:
+    db.execute(
+        "INSERT INTO app.intents (id, goal, created_at) "
+        "VALUES (%s, 'never run', now() - %s::interval)",
+        (intent_id, age),
+    )
+
+
+def test_an_old_intent_without_a_run_is_an_orphan_warning_and_the_audit_passes(db: Db) -> None:
+    add_intent(db, "orphan-old", "20 minutes")
+    add_intent(db, "orphan-new", "0 seconds")
+    result = db.audit("--json")
+    assert result.exit_code == 0, f"{result.stdout}\n{result.stderr}"
+    body = result.json()
+    assert (body["ok"], body["warnings"]) == (True, 1)
+    by_name = checks(result)
+    assert sorted(n for n, c in by_name.items() if not c["ok"]) == ["orphan_intents"]
+    orphans = by_name["orphan_intents"]
+    assert (orphans["severity"], orphans["count"]) == ("warning", 1)
+    assert [d["intent_id"] for d in orphans["detail"]] == ["orphan-old"]
+    # The human report exits 0 too.
+    assert db.audit().exit_code == 0
+
+
+def test_the_orphan_threshold_is_a_parameter(db: Db) -> None:
+    add_intent(db, "orphan-old", "20 minutes")
+    add_intent(db, "orphan-new", "2 minutes")
+    shorter = checks(db.audit("--orphan-after", "60", "--json"))["orphan_intents"]
+    assert sorted(d["intent_id"] for d in shorter["detail"]) == ["orphan-new", "orphan-old"]
+    longer = db.audit("--orphan-after", "3600", "--json")
+    assert longer.exit_code == 0
+    assert checks(longer)["orphan_intents"]["count"] == 0
+    assert longer.json()["warnings"] == 0
+
+
+def test_run_scopes_the_orphan_check(db: Db) -> None:
+    add_intent(db, "orphan-old", "20 minutes")
+    scoped = db.audit("--run", "orphan-old", "--json")
+    assert scoped.exit_code == 0
+    assert [d["intent_id"] for d in checks(scoped)["orphan_intents"]["detail"]] == ["orphan-old"]
+    other = db.audit("--run", db.a, "--json")
+    assert other.exit_code == 0
+    assert checks(other)["orphan_intents"]["count"] == 0
+    assert other.json()["warnings"] == 0
+
+
+def test_a_warning_does_not_hide_a_failure(db: Db) -> None:
+    add_intent(db, "orphan-old", "20 minutes")
+    db.execute("UPDATE app.mock_receipts SET seen_count = 2 WHERE run_id = %s", (db.a,))
+    result = db.audit("--json")
+    assert result.exit_code == 1
+    body = result.json()
+    assert (body["ok"], body["warnings"]) == (False, 1)
+    assert checks(result)["duplicate_effects"]["ok"] is False

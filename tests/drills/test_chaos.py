@@ -320,6 +320,18 @@ def test_shim_kill_submits_the_requested_number_of_intents(shim_drill: Drill) ->
     assert shim_drill.out["runs"] == 4
 
 
+def test_shim_kill_retries_leave_no_orphan_intent(shim_drill: Drill) -> None:
+    """A client whose 201 was lost to a kill retries with the same Idempotency-Key: every intent
+    in the drill's database is an accepted one, each created under a key of its own."""
+    assert shim_drill.out["intents"] == shim_drill.out["runs"]
+    assert rows(
+        shim_drill.url,
+        "SELECT count(*)::int AS intents, count(DISTINCT idempotency_key)::int AS keys, "
+        "count(*) FILTER (WHERE NOT EXISTS (SELECT 1 FROM app.runs r WHERE r.id = i.id))::int "
+        "AS without_run FROM app.intents i",
+    ) == [{"intents": shim_drill.out["runs"], "keys": shim_drill.out["runs"], "without_run": 0}]
+
+
 # --- validation --------------------------------------------------------------------------------
 
 
