@@ -1,11 +1,14 @@
-"""The base of every contract: camelCase on the wire, unknown fields rejected."""
+"""The base of every contract: camelCase on the wire, unknown fields rejected, and only values
+PostgreSQL can store (no NUL character, no lone surrogate, no NaN) let through."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
 
 
 class Contract(BaseModel):
@@ -15,14 +18,91 @@ class Contract(BaseModel):
         return self.model_dump_json(by_alias=True)
 
 
+# PostgreSQL's text and jsonb cannot hold U+0000, a lone surrogate cannot be encoded to UTF-8 at
+# all, and jsonb has no NaN or Infinity (Python's json module accepts all of them). Caught here,
+# once, every request fails closed with a validation_error naming the field instead of reaching
+# the database and coming back as a 500 (CLI and HTTP validate through these same models).
+NUL_MESSAGE = "must not contain a NUL character (\\u0000): PostgreSQL cannot store it"
+
+
+def _text_problem(value: str) -> tuple[str, str] | None:
+    if "\x00" in value:
+        return "nul_character", NUL_MESSAGE
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "invalid_unicode", "must be valid Unicode text (it holds a lone surrogate)"
+    return None
+
+
+def storable_text(value: str) -> str:
+    """A string PostgreSQL can store, or a validation error."""
+    problem = _text_problem(value)
+    if problem is not None:
+        raise PydanticCustomError(problem[0], problem[1])
+    return value
+
+
+def _printable(key: str) -> str:
+    """A key as it can be shown in a message: control characters and surrogates escaped."""
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in key)
+
+
+def _json_problem(value: Any) -> tuple[str, str, str] | None:
+    """The first value in a JSON document PostgreSQL's jsonb would refuse, as (error type,
+    message, path inside the document). Walks with its own stack: a document nested as deep as
+    the JSON parser allows must not exhaust Python's recursion limit here."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem is not None:
+                return problem[0], problem[1], path
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "non_finite_number", "must not hold NaN or Infinity (not JSON)", path
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                shown = _printable(str(key))
+                child_path = f"{path}.{shown}" if path else shown
+                problem = _text_problem(str(key))
+                if problem is not None:
+                    return problem[0], f"a key {problem[1]}", child_path
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
+    return None
+
+
+T = TypeVar("T")
+
+
+def storable_json(value: T) -> T:
+    """A JSON value PostgreSQL's jsonb can store, or a validation error whose `path` (inside
+    the field) says where the bad value sits."""
+    problem = _json_problem(value)
+    if problem is not None:
+        kind, message, path = problem
+        raise PydanticCustomError(kind, message, {"path": path})
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable_text)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
+JsonList = Annotated[list[Any], AfterValidator(storable_json)]
+
+
 def error_details(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
-    """Pydantic (or FastAPI) validation errors as (one-line message, field details)."""
+    """Pydantic (or FastAPI) validation errors as (one-line message, field details). A bad value
+    deep inside a JSON field is named by its full path (`inputs.a.b`)."""
     details = []
     for err in errors:
         loc = [str(part) for part in err.get("loc", ()) if part != "body"]
-        details.append(
-            {"field": ".".join(loc) or None, "type": err.get("type"), "message": err.get("msg")}
-        )
+        field = ".".join(loc)
+        inner = str((err.get("ctx") or {}).get("path") or "")
+        if inner:
+            field += inner if inner.startswith("[") or not field else "." + inner
+        details.append({"field": field or None, "type": err.get("type"), "message": err.get("msg")})
     first = details[0] if details else {"field": None, "message": "invalid request"}
     message = f"{first['field']}: {first['message']}" if first["field"] else str(first["message"])
     if len(details) > 1:
