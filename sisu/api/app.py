@@ -254,17 +254,20 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = honest_openapi(app, token_required=bool(api_token))
+            app.openapi_schema = honest_openapi(
+                app, token_required=bool(api_token), caps=backend.queue_policy.describe()["caps"]
+            )
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
-def honest_openapi(app: FastAPI, *, token_required: bool) -> dict[str, Any]:
+def honest_openapi(app: FastAPI, *, token_required: bool, caps: dict[str, int]) -> dict[str, Any]:
     """FastAPI's document, corrected to what this server answers: validation errors are 400
-    with the envelope (FastAPI documents 422 with its own shape, which is never sent), and the
-    bearer scheme is declared — required when the server has a token, optional otherwise."""
+    with the envelope (FastAPI documents 422 with its own shape, which is never sent), the
+    bearer scheme is declared — required when the server has a token, optional otherwise —
+    and a run's workload fields carry this server's caps as their maximum."""
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
     )
@@ -281,6 +284,11 @@ def honest_openapi(app: FastAPI, *, token_required: bool) -> dict[str, Any]:
             "description": "SISU_API_TOKEN; required on every route but /healthz when set.",
         }
     }
+    workload = components.get("schemas", {}).get("Workload", {}).get("properties", {})
+    for field, cap in caps.items():
+        for branch in workload.get(field, {}).get("anyOf", []):
+            if branch.get("type") == "integer":
+                branch["maximum"] = cap
     schema["security"] = [{"bearerAuth": []}] if token_required else [{}, {"bearerAuth": []}]
     return schema
 

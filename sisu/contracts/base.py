@@ -4,11 +4,19 @@ PostgreSQL can store (no NUL character, no lone surrogate, no NaN) let through."
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    GetJsonSchemaHandler,
+)
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError
+from typing_extensions import TypeAliasType
 
 
 class Contract(BaseModel):
@@ -87,9 +95,68 @@ def storable_json(value: T) -> T:
     return value
 
 
-Text = Annotated[str, AfterValidator(storable_text)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(storable_json)]
-JsonList = Annotated[list[Any], AfterValidator(storable_json)]
+# What the JSON schema (and so /openapi.json) says about these types, so that a client, or a
+# generator of test requests, knows the rule: no NUL in any text or key, at any depth.
+NO_NUL_PATTERN = "^[^\\u0000]*$"
+
+
+class _NoNul:
+    """Schema-only marker: strings get the no-NUL pattern, objects a pattern on their keys."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if schema.get("type") == "string":
+            schema["pattern"] = NO_NUL_PATTERN
+        elif schema.get("type") == "object":
+            schema["propertyNames"] = {"pattern": NO_NUL_PATTERN}
+        return schema
+
+
+_SchemaText = Annotated[str, _NoNul]
+# The documented shape of a storable JSON value; validation is `storable_json`'s walk (one error
+# naming the path, no recursion limit), this alias only describes it.
+StorableJson = TypeAliasType(  # type: ignore[misc]  # mypy cannot follow the recursion
+    "StorableJson",
+    Union[  # noqa: UP007 -- a runtime value with forward references, not an annotation
+        _SchemaText,
+        float,
+        bool,
+        list["StorableJson"],  # type: ignore[misc]
+        Annotated[dict[str, "StorableJson"], _NoNul],  # type: ignore[misc]
+        None,
+    ],
+)
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _described_as(schema_type: Any) -> BeforeValidator:
+    """Schema-only: document the field as `schema_type` without validating it as that."""
+    return BeforeValidator(_unchanged, json_schema_input_type=schema_type)
+
+
+Text = Annotated[str, AfterValidator(storable_text), _NoNul]
+JsonObject = Annotated[
+    dict[str, Any],
+    _described_as(Annotated[dict[str, StorableJson], _NoNul]),
+    AfterValidator(storable_json),
+]
+JsonList = Annotated[list[Any], _described_as(list[StorableJson]), AfterValidator(storable_json)]
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# An integer as JSON Schema counts one: 5 and 5.0 alike (a generator of valid requests sends
+# both), but never "5", 5.5 or true. Bounds go before it in `Annotated`, or pydantic cannot show
+# them in the JSON schema: `Annotated[int, Strict(), Field(ge=1), WHOLE]`.
+WHOLE = BeforeValidator(_whole)
 
 
 def error_details(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import ConfigDict, Field, Strict
 
-from sisu.contracts.base import Contract, JsonList, JsonObject, Text
+from sisu.contracts.base import WHOLE, Contract, JsonList, JsonObject, Text
 
 RunStatus = Literal[
     "queued", "running", "waiting_input", "succeeded", "failed", "canceled", "retries_exceeded"
@@ -40,17 +40,30 @@ LANE_PRIORITY: dict[str, int] = {"interactive": 10, "batch": 100}
 class Workload(Contract):
     """What a run says it will need; checked against the configured caps before any write."""
 
-    concurrency: StrictInt | None = Field(default=None, ge=1)
-    steps: StrictInt | None = Field(default=None, ge=1)
-    sandbox_minutes: StrictInt | None = Field(default=None, ge=1)
+    concurrency: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
+    steps: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
+    sandbox_minutes: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
 
 
 class RunRequest(Contract):
     """POST /intents/{id}/run"""
 
+    # DBOS does not deduplicate on a partitioned queue: the schema says the two do not mix.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["deduplicationId", "queuePartitionKey"],
+                "properties": {
+                    "deduplicationId": {"type": "string"},
+                    "queuePartitionKey": {"type": "string"},
+                },
+            }
+        }
+    )
+
     trace_id: Text | None = Field(default=None, min_length=1, max_length=200)
     lane: Lane = "batch"
-    priority: StrictInt | None = Field(default=None, ge=1, le=1000)
+    priority: Annotated[int, Strict(), Field(ge=1, le=1000), WHOLE] | None = None
     deduplication_id: Text | None = Field(default=None, min_length=1, max_length=200)
     dedupe_policy: DedupePolicy = "reject"
     queue_partition_key: Text | None = Field(default=None, min_length=1, max_length=200)

@@ -150,6 +150,18 @@ def test_storable_values_pass_unchanged() -> None:
     assert IntentCreate.model_validate({"goal": "g ✓", "inputs": inputs}).inputs == inputs
 
 
+def test_a_whole_number_is_an_integer_as_json_schema_says() -> None:
+    """JSON Schema's `integer` includes 5.0; strings, fractions and booleans stay refused."""
+    request = RunRequest.model_validate({"priority": 5.0, "workload": {"steps": 2.0}})
+    assert request.priority == 5
+    assert type(request.priority) is int
+    assert request.workload is not None
+    assert request.workload.steps == 2
+    for bad in ["5", 5.5, True]:
+        with pytest.raises(ValidationError):
+            RunRequest.model_validate({"priority": bad})
+
+
 # --- RunView -------------------------------------------------------------------------------
 
 
