@@ -177,6 +177,26 @@ def test_an_unexpected_error_is_the_json_envelope(
         drop_database(pg_admin_url, name)
 
 
+def test_a_value_the_database_refuses_is_a_400(
+    pg_admin_url: str, template_db: str, tmp_path: Path
+) -> None:
+    """A rule only PostgreSQL knows (here a goal column narrowed under the shim) refuses the
+    caller's value with a DataError: a 400 validation_error, nothing written."""
+    name, url = clone_template(pg_admin_url, template_db)
+    try:
+        with running_serve(base_env(url, tmp_path / "home"), tmp_path / "serve.log") as server:
+            assert server.wait_responding("/healthz").status_code == 200
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute("ALTER TABLE app.intents ALTER COLUMN goal TYPE varchar(3)")
+            before = table_counts(url, WRITTEN)
+            refused = httpx.post(server.base_url + "/intents", json={"goal": "demo"}, timeout=30)
+            body = error_of(refused, 400, "validation_error")
+            assert "too long" in body["message"], body
+            assert table_counts(url, WRITTEN) == before
+    finally:
+        drop_database(pg_admin_url, name)
+
+
 # --- big bodies and non-JSON bodies ----------------------------------------------------------
 
 
@@ -331,10 +351,11 @@ def test_openapi_documents_what_the_server_answers(api: httpx.Client) -> None:
 EXAMPLES_PER_OPERATION = 15
 
 
-def test_the_server_keeps_its_openapi_contract(shim: str) -> None:
-    """Valid and invalid requests generated from /openapi.json for every operation: no 5xx,
-    every status documented, every body and header as the document says."""
-    schema = schemathesis.openapi.from_url(shim + "/openapi.json")
+def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> list[str]:
+    """Valid and invalid requests generated from the server's /openapi.json, for every
+    operation, through schemathesis' default checks: no 5xx, every status documented, every
+    body and header as the document says, valid data accepted, invalid data refused."""
+    schema = schemathesis.openapi.from_url(base_url + "/openapi.json", headers=headers)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) == 8, [op.label for op in operations]
@@ -343,14 +364,14 @@ def test_the_server_keeps_its_openapi_contract(shim: str) -> None:
 
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(
-                max_examples=EXAMPLES_PER_OPERATION,
+                max_examples=examples,
                 deadline=None,
                 derandomize=True,
                 database=None,
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: schemathesis.Case) -> None:
-                case.call_and_validate()
+                case.call_and_validate(headers=headers)
 
             try:
                 check()
@@ -360,4 +381,18 @@ def test_the_server_keeps_its_openapi_contract(shim: str) -> None:
                 assert mode is GenerationMode.NEGATIVE, operation.label
             except Exception as exc:
                 failures.append(f"{operation.label} ({mode.value}): {exc}")
+    return failures
+
+
+def test_the_server_keeps_its_openapi_contract(shim: str) -> None:
+    failures = contract_failures(shim, {}, EXAMPLES_PER_OPERATION)
+    assert not failures, "\n\n".join(failures)
+
+
+def test_a_server_with_a_token_keeps_its_openapi_contract(db_url: str, tmp_path: Path) -> None:
+    """The same with SISU_API_TOKEN set: the bearer scheme is required, and enforced."""
+    env = {**base_env(db_url, tmp_path / "home"), "SISU_API_TOKEN": "s3cret"}
+    with running_serve(env, tmp_path / "serve.log") as server:
+        assert server.wait_responding("/healthz").status_code == 200
+        failures = contract_failures(server.base_url, {"Authorization": "Bearer s3cret"}, 5)
     assert not failures, "\n\n".join(failures)
