@@ -57,7 +57,7 @@ def _printable(key: str) -> str:
 
 
 def _json_problem(value: Any) -> tuple[str, str, str] | None:
-    """The first value in a JSON document PostgreSQL's jsonb would refuse, as (error type,
+    """A value in a JSON document PostgreSQL's jsonb would refuse, as (error type,
     message, path inside the document). Walks with its own stack: a document nested as deep as
     the JSON parser allows must not exhaust Python's recursion limit here."""
     stack: list[tuple[Any, str]] = [(value, "")]
