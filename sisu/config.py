@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     api_token: str | None = Field(
         default=None, description="SISU_API_TOKEN: bearer token the api-shim requires"
     )
+    # The largest request body the api-shim reads; a bigger one is refused with 413 before it is
+    # read whole (SISU_MAX_BODY_BYTES).
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     port: int = Field(default=3001, validation_alias=AliasChoices("SISU_PORT", "PORT"))
     admin_port: int = Field(
         default=3002, validation_alias=AliasChoices("SISU_ADMIN_PORT", "ADMIN_PORT")

@@ -134,3 +134,27 @@ class TimedOut(SisuError):
 
     code = "timed_out"
     exit_code = 124
+
+
+class PayloadTooLarge(SisuError):
+    """The request body is larger than the api-shim accepts (SISU_MAX_BODY_BYTES)."""
+
+    code = "payload_too_large"
+    http_status = 413
+    exit_code = 2
+
+
+class UnsupportedMediaType(SisuError):
+    """The request body is not JSON: send it with `Content-Type: application/json`."""
+
+    code = "unsupported_media_type"
+    http_status = 415
+    exit_code = 2
+
+
+class Unauthorized(SisuError):
+    """Missing or wrong bearer token: send `Authorization: Bearer <SISU_API_TOKEN>`."""
+
+    code = "unauthorized"
+    http_status = 401
+    exit_code = 2

@@ -31,7 +31,8 @@ def parse_json_arg(value: str | None, name: str) -> dict[str, Any]:
             ) from exc
     try:
         parsed = jsonlib.loads(text)
-    except ValueError as exc:
+    # RecursionError: nested deeper than the parser goes; still the operator's input.
+    except (ValueError, RecursionError) as exc:
         raise ValidationFailed(
             f"--{name} is not valid JSON: {exc}", details=[{"field": name}]
         ) from exc

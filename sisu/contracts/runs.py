@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictInt
+from pydantic import ConfigDict, Field, Strict
 
-from sisu.contracts.base import Contract
+from sisu.contracts.base import WHOLE, Contract, JsonList, JsonObject, Text
 
 RunStatus = Literal[
     "queued", "running", "waiting_input", "succeeded", "failed", "canceled", "retries_exceeded"
@@ -21,10 +21,10 @@ STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
 class IntentCreate(Contract):
     """POST /intents"""
 
-    goal: str = Field(min_length=1, max_length=4000)
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    constraints: dict[str, Any] = Field(default_factory=dict)
-    connectors: list[Any] = Field(default_factory=list)
+    goal: Text = Field(min_length=1, max_length=4000)
+    inputs: JsonObject = Field(default_factory=dict)
+    constraints: JsonObject = Field(default_factory=dict)
+    connectors: JsonList = Field(default_factory=list)
 
 
 class IntentCreated(Contract):
@@ -40,20 +40,33 @@ LANE_PRIORITY: dict[str, int] = {"interactive": 10, "batch": 100}
 class Workload(Contract):
     """What a run says it will need; checked against the configured caps before any write."""
 
-    concurrency: StrictInt | None = Field(default=None, ge=1)
-    steps: StrictInt | None = Field(default=None, ge=1)
-    sandbox_minutes: StrictInt | None = Field(default=None, ge=1)
+    concurrency: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
+    steps: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
+    sandbox_minutes: Annotated[int, Strict(), Field(ge=1), WHOLE] | None = None
 
 
 class RunRequest(Contract):
     """POST /intents/{id}/run"""
 
-    trace_id: str | None = Field(default=None, min_length=1, max_length=200)
+    # DBOS does not deduplicate on a partitioned queue: the schema says the two do not mix.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "not": {
+                "required": ["deduplicationId", "queuePartitionKey"],
+                "properties": {
+                    "deduplicationId": {"type": "string"},
+                    "queuePartitionKey": {"type": "string"},
+                },
+            }
+        }
+    )
+
+    trace_id: Text | None = Field(default=None, min_length=1, max_length=200)
     lane: Lane = "batch"
-    priority: StrictInt | None = Field(default=None, ge=1, le=1000)
-    deduplication_id: str | None = Field(default=None, min_length=1, max_length=200)
+    priority: Annotated[int, Strict(), Field(ge=1, le=1000), WHOLE] | None = None
+    deduplication_id: Text | None = Field(default=None, min_length=1, max_length=200)
     dedupe_policy: DedupePolicy = "reject"
-    queue_partition_key: str | None = Field(default=None, min_length=1, max_length=200)
+    queue_partition_key: Text | None = Field(default=None, min_length=1, max_length=200)
     workload: Workload | None = None
 
 
@@ -126,8 +139,8 @@ class EventRequest(Contract):
     """POST /runs/{id}/events"""
 
     type: Literal["input"]
-    payload: dict[str, Any]
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
+    payload: JsonObject
+    idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
 
 
 class EventAccepted(Contract):
@@ -154,3 +167,21 @@ class InboxItem(Contract):
     asked_at: datetime
     age_seconds: float
     time_left_seconds: float
+
+
+class WorkerBeat(Contract):
+    executor_id: str
+    app_version: str
+    host: str | None
+    pid: int | None
+    heartbeat_at: str
+
+
+class HealthView(Contract):
+    """GET /healthz: 200 with the database up, 503 (and `error`) with it down."""
+
+    ok: bool
+    db: Literal["up", "down"]
+    app_version: str
+    workers: list[WorkerBeat]
+    error: str | None = None

@@ -22,7 +22,8 @@ RUN_WORKFLOW = "RunIntentWF"  # sisu.workflow.wf.intent.NAME, by name: callers n
 IDEMPOTENCY_KEY_MAX = 255
 # Visible ASCII only (no spaces, no control characters): UUIDs, ULIDs, base64 and
 # "order-123:attempt" all fit, and the key reads the same in a header, a shell and a log.
-_KEY = re.compile(rf"[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}")
+IDEMPOTENCY_KEY_PATTERN = rf"^[\x21-\x7e]{{1,{IDEMPOTENCY_KEY_MAX}}}$"
+_KEY = re.compile(IDEMPOTENCY_KEY_PATTERN)
 
 
 def check_idempotency_key(key: str) -> str:

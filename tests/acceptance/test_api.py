@@ -271,10 +271,12 @@ def test_a_public_bind_without_a_token_is_refused(sisu_env: dict[str, str]) -> N
 def test_a_public_bind_with_a_token_requires_it(sisu_env: dict[str, str], tmp_path: Path) -> None:
     env = {**sisu_env, "SISU_API_TOKEN": "secret"}
     with running_serve(env, tmp_path / "serve.log", host="0.0.0.0") as server:
-        anonymous = server.wait_responding("/healthz")
+        # /healthz stays open for liveness probes (tests/acceptance/test_http_contract.py).
+        assert server.wait_responding("/healthz").status_code == 200
+        anonymous = httpx.get(server.base_url + "/runs", timeout=5)
         error_of(anonymous, 401, "unauthorized")
         wrong = httpx.get(
-            server.base_url + "/healthz", headers={"Authorization": "Bearer nope"}, timeout=5
+            server.base_url + "/runs", headers={"Authorization": "Bearer nope"}, timeout=5
         )
         error_of(wrong, 401, "unauthorized")
         before = table_counts(sisu_env["SISU_DATABASE_URL"], COUNTED_TABLES)
@@ -284,10 +286,10 @@ def test_a_public_bind_with_a_token_requires_it(sisu_env: dict[str, str], tmp_pa
         error_of(refused, 401, "unauthorized")
         assert table_counts(sisu_env["SISU_DATABASE_URL"], COUNTED_TABLES) == before
         ok = httpx.get(
-            server.base_url + "/healthz", headers={"Authorization": "Bearer secret"}, timeout=5
+            server.base_url + "/runs", headers={"Authorization": "Bearer secret"}, timeout=5
         )
         assert ok.status_code == 200, ok.text
-        assert ok.json()["db"] == "up"
+        assert ok.json() == []
 
 
 def test_healthz_is_503_when_the_database_is_gone(

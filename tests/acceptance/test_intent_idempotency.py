@@ -85,7 +85,8 @@ def test_a_bad_key_is_400_and_writes_nothing(
     before = table_counts(module_db_url, COUNTED_TABLES)
     r = api.post("/intents", json={"goal": "idem"}, headers={"Idempotency-Key": key})
     body = error_of(r, 400, "validation_error")
-    assert body["details"][0]["field"] == "Idempotency-Key"
+    # Like path and query parameters, a header is named with its location.
+    assert body["details"][0]["field"] == "header.Idempotency-Key"
     assert table_counts(module_db_url, COUNTED_TABLES) == before
 
 

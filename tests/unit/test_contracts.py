@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from sisu.contracts.base import error_details
 from sisu.contracts.runs import (
     STEP_IDS,
     ErrorBody,
+    EventRequest,
     IntentCreate,
     RunRequest,
     RunStarted,
@@ -89,6 +91,75 @@ def test_run_request_accepts_an_empty_body_and_a_trace_id() -> None:
 def test_run_request_rejects(body: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         RunRequest.model_validate(body)
+
+
+# --- values PostgreSQL cannot store ---------------------------------------------------------
+
+
+def fields_of(exc: ValidationError) -> list[str | None]:
+    return [d["field"] for d in error_details(list(exc.errors()))[1]]
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field"),
+    [
+        pytest.param(IntentCreate, {"goal": "a\x00b"}, "goal", id="goal-nul"),
+        pytest.param(
+            IntentCreate, {"goal": "g", "inputs": {"a": [{"b": "\x00"}]}}, "inputs.a[0].b",
+            id="inputs-deep-nul",
+        ),
+        pytest.param(
+            IntentCreate, {"goal": "g", "constraints": {"k\x00": 1}}, "constraints.k\\u0000",
+            id="constraints-key-nul",
+        ),
+        pytest.param(
+            IntentCreate, {"goal": "g", "inputs": {"x": float("inf")}}, "inputs.x", id="infinity"
+        ),
+        pytest.param(IntentCreate, {"goal": "g", "inputs": {"s": "\ud800"}}, "inputs.s",
+                     id="lone-surrogate"),
+        pytest.param(IntentCreate, {"goal": "g", "connectors": ["\x00"]}, "connectors[0]",
+                     id="connectors-nul"),
+        pytest.param(RunRequest, {"traceId": "\x00"}, "traceId", id="trace-id-nul"),
+        pytest.param(RunRequest, {"queuePartitionKey": "p\x00"}, "queuePartitionKey",
+                     id="partition-key-nul"),
+        pytest.param(EventRequest, {"type": "input", "payload": {"a": "\x00"}}, "payload.a",
+                     id="event-payload-nul"),
+        pytest.param(EventRequest, {"type": "input", "payload": {}, "idempotencyKey": "\x00"},
+                     "idempotencyKey", id="event-key-nul"),
+    ],
+)  # fmt: skip
+def test_values_postgresql_cannot_store_are_refused_by_field(
+    model: type[Any], body: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(body)
+    assert fields_of(caught.value) == [field]
+
+
+def test_a_deeply_nested_document_is_walked_without_recursion() -> None:
+    deep: Any = "\x00"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(ValidationError) as caught:
+        IntentCreate.model_validate({"goal": "g", "inputs": {"d": deep}})
+    assert fields_of(caught.value) == ["inputs.d" + "[0]" * 5000]
+
+
+def test_storable_values_pass_unchanged() -> None:
+    inputs = {"text": "ünïcödé ✓ \t\n", "n": 1.5, "big": 10**30, "none": None, "list": [True]}
+    assert IntentCreate.model_validate({"goal": "g ✓", "inputs": inputs}).inputs == inputs
+
+
+def test_a_whole_number_is_an_integer_as_json_schema_says() -> None:
+    """JSON Schema's `integer` includes 5.0; strings, fractions and booleans stay refused."""
+    request = RunRequest.model_validate({"priority": 5.0, "workload": {"steps": 2.0}})
+    assert request.priority == 5
+    assert type(request.priority) is int
+    assert request.workload is not None
+    assert request.workload.steps == 2
+    for bad in ["5", 5.5, True]:
+        with pytest.raises(ValidationError):
+            RunRequest.model_validate({"priority": bad})
 
 
 # --- RunView -------------------------------------------------------------------------------
