@@ -66,6 +66,11 @@ def serve(
 ) -> None:
     """Serve on `sock` (from `bind`) until stopped; `announce` gets the base URL once the app
     is built, just before uvicorn starts accepting."""
+    # What the service layer imports lazily (to keep the CLI fast) is imported here, before the
+    # first request: concurrent first requests importing one module on several threads at once
+    # met it half-initialised and answered 500.
+    import dbos._error  # noqa: F401
+    import sqlalchemy.exc  # noqa: F401
     import uvicorn
 
     from sisu.api.app import create_app
