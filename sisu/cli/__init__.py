@@ -96,8 +96,9 @@ def main() -> None:
     except Exception as exc:
         if _output.state.verbose:
             traceback.print_exc()
-        sys.stderr.write(
-            f"sisu: error[internal_error]: {type(exc).__name__}: {exc} (run with -v for details)\n"
-        )
-        sys.exit(1)
+        # The same one line, and under --json the same envelope on stdout, as a known error.
+        first_line = next(iter(str(exc).splitlines()), "")
+        unexpected = SisuError(f"{type(exc).__name__}: {first_line} (run with -v for details)")
+        _output.error(unexpected)
+        sys.exit(unexpected.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
+import psycopg
 import pytest
 
 from sisu.drills.processes import WorkerProcess
@@ -173,3 +174,17 @@ def test_demo_json(sisu_env: dict[str, str], db_url: str) -> None:
     # The demo's worker is gone by now, so this is read once, not waited for.
     assert rows(db_url, "SELECT status FROM dbos.workflow_status WHERE workflow_uuid = %s",
                 (view["runId"],)) == [{"status": "SUCCESS"}]  # fmt: skip
+
+
+def test_an_unexpected_error_under_json_prints_the_envelope(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    """A failure sisu did not foresee (here a table gone from under it) is still one line on
+    stderr and, under --json, the error envelope on stdout — never an empty stdout."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE app.runs RENAME TO runs_gone")
+    result = run_sisu(["run", "list", "--json"], sisu_env)
+    assert result.exit_code == 1, result.stderr
+    assert result.json()["error"] == "internal_error"
+    assert set(result.json()) == {"error", "message", "details"}
+    assert len(result.stderr.splitlines()) == 1
