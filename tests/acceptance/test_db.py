@@ -161,6 +161,32 @@ def test_an_unreachable_database_password_is_never_printed(bare_env: dict[str, s
     assert "s3cretpw" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:pa#s@s/w%rd@127.0.0.1:1/x",
+        "host=127.0.0.1 port=1 user=alice password = 'pa s#s@w/rd'",
+    ],
+)
+def test_url_hides_the_password_unless_asked(bare_env: dict[str, str], url: str) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": url}
+    redacted = run_sisu(["db", "url"], env)
+    assert redacted.exit_code == 0, redacted.stderr
+    assert "***" in redacted.stdout
+    for piece in ("pa#s", "w%rd", "pa s", "w/rd"):
+        assert piece not in redacted.stdout + redacted.stderr
+    shown = run_sisu(["db", "url", "--show-password"], env)
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.strip() == url
+
+
+def test_url_help_says_which_form_is_for_psql(bare_env: dict[str, str]) -> None:
+    result = run_sisu(["db", "url", "--help"], bare_env)
+    assert result.exit_code == 0
+    assert "***" in result.stdout
+    assert 'psql "$(sisu db url --show-password)"' in result.stdout
+
+
 def test_status_does_not_import_the_engine(sisu_env: dict[str, str]) -> None:
     result = run_sisu(["db", "status", "--json"], {**sisu_env, "PYTHONPROFILEIMPORTTIME": "1"})
     assert result.exit_code == 0
