@@ -3,6 +3,7 @@ kept apart, against the test database, an unreachable one, and a real embedded s
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -310,6 +311,45 @@ def test_two_ups_at_once_on_a_fresh_home_both_succeed(embedded_home: dict[str, s
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert _answers(embedded_home)
+
+
+def test_up_waits_for_a_server_that_is_still_starting(
+    embedded_home: dict[str, str], tmp_path: Path
+) -> None:
+    env = embedded_home
+    home = Path(env["SISU_HOME"])
+    assert run_sisu(["db", "up"], env).exit_code == 0
+    assert run_sisu(["db", "down"], env).exit_code == 0
+    # A postmaster that is "starting": a live process named postgres and its pid file.
+    fake = tmp_path / "postgres"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", fake)
+    starting = subprocess.Popen([str(fake), "120"])
+    pgdata = embedded.data_dir(home)
+    lines = [str(starting.pid), str(pgdata), "0", "5432", str(pgdata), "", "", "starting"]
+    (pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+    up = subprocess.Popen(
+        [SISU, "db", "up", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        # Wait until `db up` holds the start-up lock (or has given up already).
+        with (home / embedded.LOCK_NAME).open("a") as lock:
+            while up.poll() is None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    break
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        # The "starting" server dies without ever being ready: `db up` starts a real one.
+        starting.kill()
+        starting.wait()
+        _, err = up.communicate(timeout=120)
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, err
+    assert _answers(env)
 
 
 def _modes(path: Path) -> list[tuple[str, int, int, int]]:
