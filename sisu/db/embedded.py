@@ -188,6 +188,11 @@ def _ensure_running(home: Path) -> ServerInfo:
                 # for a moment, and the new postmaster refuses to start: try again.
                 last_error = exc
                 time.sleep(0.5)
+            except OSError as exc:  # a directory sisu could not make or read: no retry helps
+                raise EmbeddedServerError(
+                    f"could not prepare the embedded PostgreSQL in {data_dir(home)}: {exc}",
+                    details={"path": str(exc.filename) if exc.filename else None},
+                ) from exc
             continue
         if info is not None and info.status == "ready" and _accepts_connections(info):
             return info
