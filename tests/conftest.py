@@ -49,7 +49,7 @@ def pg_admin_url() -> Iterator[str]:
         info = embedded.start(home)
         yield info.url("postgres")
     finally:
-        embedded.stop(home)
+        embedded.destroy(home)  # as root its data lives outside home, under /var/lib/sisu/pg
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -73,13 +73,24 @@ def status(json: bool = JSON) -> None:
         _output.data(f"{key:12} {value}")
 
 
-@app.command()
+URL_HELP = (
+    "Print a libpq URL of the database, usable by psql, psycopg and `dbos --sys-db-url`.\n\n"
+    "Without --show-password the password is replaced by *** (in the user part, a password= "
+    "parameter or a key=value conninfo): that form is for reading, logs and tickets, not for "
+    "connecting. Pass --show-password to hand the URL to psql: "
+    'psql "$(sisu db url --show-password)".'
+)
+
+
+@app.command(help=URL_HELP)
 def url(
     show_password: bool = typer.Option(
-        False, "--show-password", help="Print the password too (external databases)."
+        False,
+        "--show-password",
+        help="Print the URL with its password, for psql and other clients (an external "
+        "database's; the embedded server has none). Mind where the output goes.",
     ),
 ) -> None:
-    """Print a libpq URL of the database, usable by psql, psycopg and `dbos --sys-db-url`."""
     from sisu.db.url import redact
 
     u = database_url(migrate=False)

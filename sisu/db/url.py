@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 from sisu.config import Settings
@@ -19,27 +20,53 @@ def resolve(settings: Settings, *, start: bool = True) -> str | None:
     return info.url() if info else None
 
 
+# A URL starts with its scheme; anything else is a key=value conninfo.
+_URL = re.compile(r"^\s*[A-Za-z][A-Za-z0-9+.-]*://")
+# `password` or `sslpassword` = a quoted value (escapes allowed; unterminated: to the end) or a
+# bare word (escapes allowed), with any spaces around `=`.
+_KV_PASSWORD = re.compile(r"(?i)\b(\w*password)\s*=\s*('(?:[^'\\]|\\.)*'?|(?:[^\s\\]|\\.)*)")
+# In a URL's query: a password runs to the next `&key=` (a raw `&` or `#` stays inside it).
+_QUERY_PASSWORD = re.compile(r"(?i)([?&][\w%]*password=).*?(?=&[\w%]+=|$)", re.DOTALL)
+_MASK = "***"
+
+
 def redact(url: str) -> str:
-    """The connection string without its password (in the user part, in a `password=` query
-    parameter, or in a key=value conninfo), safe to print."""
-    if "://" not in url:
-        return " ".join(
-            "password=***" if word.lower().startswith("password=") else word for word in url.split()
-        )
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    userinfo, at, hostport = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hostport}"
-    query = (
-        "&".join(
-            "password=***" if pair.lower().startswith("password=") else pair
-            for pair in parts.query.split("&")
-        )
-        if parts.query
-        else parts.query
-    )
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    """The connection string without its password (in a URL's user part, even raw and holding
+    `#`, `@`, `/` or `%`; in a `password=` query parameter; in a key=value conninfo, quoted or
+    not), safe to print. Never raises: what it cannot read it masks whole."""
+    try:
+        return _redact_url(url) if _URL.match(url) else _redact_conninfo(url)
+    except Exception:
+        return _MASK
+
+
+def _redact_url(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    # The user part ends at the last `@` before the query; a raw `?` in a password leaves no
+    # `@` before the first `?`, and then the last `@` of all ends it (masking more, never less).
+    query_at = rest.find("?")
+    at = rest.rfind("@", 0, query_at) if query_at >= 0 else rest.rfind("@")
+    if at < 0:
+        at = rest.rfind("@")
+    if at >= 0 and ":" in rest[:at]:
+        rest = f"{rest[:at].split(':', 1)[0]}:{_MASK}{rest[at:]}"
+    rest = _QUERY_PASSWORD.sub(lambda m: f"{m.group(1)}{_MASK}", rest)
+    return f"{scheme}://{rest}"
+
+
+def _redact_conninfo(conninfo: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    masked = _KV_PASSWORD.sub(lambda m: f"{m.group(1)}={_MASK}", conninfo)
+    try:
+        params = conninfo_to_dict(conninfo)
+    except Exception:
+        return masked  # libpq cannot read it either; the pattern masked every password= it saw
+    secret = {k for k in params if k.endswith("password")}
+    if any(str(params[k]) in masked for k in secret if params[k]):
+        # The pattern missed a form libpq reads: rebuild the string from libpq's reading.
+        return make_conninfo("", **{k: _MASK if k in secret else v for k, v in params.items()})
+    return masked
 
 
 def sqlalchemy_url(url: str) -> str:

@@ -3,8 +3,12 @@ kept apart, against the test database, an unreachable one, and a real embedded s
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import signal
+import stat
+import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -14,8 +18,8 @@ import psycopg
 import pytest
 
 import sisu
-from sisu.db import migrations
-from tests.helpers import pty_run, run_sisu, scalar
+from sisu.db import embedded, migrations
+from tests.helpers import SISU, pty_run, run_sisu, scalar
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 
@@ -161,6 +165,39 @@ def test_an_unreachable_database_password_is_never_printed(bare_env: dict[str, s
     assert "s3cretpw" not in result.stdout + result.stderr
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:pa#s@s/w%rd@127.0.0.1:1/x",
+        "host=127.0.0.1 port=1 user=alice password = 'pa s#s@w/rd'",
+    ],
+)
+def test_url_hides_the_password_unless_asked(bare_env: dict[str, str], url: str) -> None:
+    env = {**bare_env, "SISU_DATABASE_URL": url}
+    redacted = run_sisu(["db", "url"], env)
+    assert redacted.exit_code == 0, redacted.stderr
+    assert "***" in redacted.stdout
+    for piece in ("pa#s", "w%rd", "pa s", "w/rd"):
+        assert piece not in redacted.stdout + redacted.stderr
+    shown = run_sisu(["db", "url", "--show-password"], env)
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.strip() == url
+
+
+def test_url_help_says_which_form_is_for_psql(bare_env: dict[str, str]) -> None:
+    result = run_sisu(["db", "url", "--help"], bare_env)
+    assert result.exit_code == 0
+    assert "***" in result.stdout
+    assert 'psql "$(sisu db url --show-password)"' in result.stdout
+
+
+def test_psql_runs_the_bundled_client_on_the_database(sisu_env: dict[str, str]) -> None:
+    result = run_sisu(["db", "psql", "--", "-XAtc", "SELECT current_database()"], sisu_env)
+    assert result.exit_code == 0, result.stderr
+    expected = psycopg.conninfo.conninfo_to_dict(sisu_env["SISU_DATABASE_URL"])["dbname"]
+    assert result.stdout.strip() == expected
+
+
 def test_status_does_not_import_the_engine(sisu_env: dict[str, str]) -> None:
     result = run_sisu(["db", "status", "--json"], {**sisu_env, "PYTHONPROFILEIMPORTTIME": "1"})
     assert result.exit_code == 0
@@ -202,7 +239,7 @@ def embedded_home() -> Iterator[dict[str, str]]:
     try:
         yield env
     finally:
-        run_sisu(["db", "down"], env)
+        embedded.destroy(home)
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -232,3 +269,151 @@ def test_embedded_up_status_url_down(embedded_home: dict[str, str]) -> None:
     assert after.exit_code == 0, after.stderr
     assert after.json()["running"] is False
     assert after.json()["url"] is None
+
+
+def _postmaster_pid(env: dict[str, str]) -> int:
+    pid_file = embedded.data_dir(Path(env["SISU_HOME"])) / "postmaster.pid"
+    return int(pid_file.read_text().splitlines()[0])
+
+
+def _answers(env: dict[str, str]) -> bool:
+    st = run_sisu(["db", "status", "--json"], env)
+    return (
+        st.exit_code == 0
+        and st.json()["running"] is True
+        and st.json()["serverVersion"] is not None
+    )
+
+
+def test_up_right_after_a_kill_9_of_the_server_starts_it_again(
+    embedded_home: dict[str, str],
+) -> None:
+    env = embedded_home
+    assert run_sisu(["db", "up"], env).exit_code == 0
+    os.kill(_postmaster_pid(env), signal.SIGKILL)
+    # At once: the killed postmaster may still be a zombie, its pid file still says "ready".
+    up = run_sisu(["db", "up", "--json"], env)
+    assert up.exit_code == 0, up.stdout + up.stderr
+    assert _answers(env)
+
+
+def test_two_ups_at_once_on_a_fresh_home_both_succeed(embedded_home: dict[str, str]) -> None:
+    procs = [
+        subprocess.Popen(
+            [SISU, "db", "up", "--json"],
+            env=embedded_home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert _answers(embedded_home)
+
+
+def test_up_waits_for_a_server_that_is_still_starting(
+    embedded_home: dict[str, str], tmp_path: Path
+) -> None:
+    env = embedded_home
+    home = Path(env["SISU_HOME"])
+    assert run_sisu(["db", "up"], env).exit_code == 0
+    assert run_sisu(["db", "down"], env).exit_code == 0
+    # A postmaster that is "starting": a live process named postgres and its pid file.
+    fake = tmp_path / "postgres"
+    shutil.copy(shutil.which("sleep") or "/bin/sleep", fake)
+    starting = subprocess.Popen([str(fake), "120"])
+    pgdata = embedded.data_dir(home)
+    lines = [str(starting.pid), str(pgdata), "0", "5432", str(pgdata), "", "", "starting"]
+    (pgdata / "postmaster.pid").write_text("\n".join(lines) + "\n")
+    up = subprocess.Popen(
+        [SISU, "db", "up", "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        # Wait until `db up` holds the start-up lock (or has given up already).
+        with (home / embedded.LOCK_NAME).open("a") as lock:
+            while up.poll() is None:
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    break
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        # The "starting" server dies without ever being ready: `db up` starts a real one.
+        starting.kill()
+        starting.wait()
+        _, err = up.communicate(timeout=120)
+    finally:
+        if starting.poll() is None:
+            starting.kill()
+        if up.poll() is None:
+            up.kill()
+    assert up.returncode == 0, err
+    assert _answers(env)
+
+
+def _modes(path: Path) -> list[tuple[str, int, int, int]]:
+    return [
+        (str(p), *(lambda st: (st.st_mode, st.st_uid, st.st_gid))(p.stat())) for p in path.parents
+    ]
+
+
+def test_up_never_changes_the_parents_of_home() -> None:
+    base = Path(tempfile.mkdtemp(prefix="sisu-acc-", dir="/tmp"))  # mode 0700
+    (base / "a").mkdir(mode=0o750)
+    (base / "a" / "b").mkdir(mode=0o700)
+    home = base / "a" / "b" / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(SISU_HOME=str(home), NO_COLOR="1", COLUMNS="200")
+    before = _modes(home)
+    try:
+        up = run_sisu(["db", "up"], env)
+        assert up.exit_code == 0, up.stderr
+        assert _answers(env)
+        assert _modes(home) == before
+    finally:
+        embedded.destroy(home)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _socket_dir(env: dict[str, str]) -> Path:
+    url = run_sisu(["db", "url"], env)
+    assert url.exit_code == 0, url.stderr
+    host = psycopg.conninfo.conninfo_to_dict(url.stdout.strip())["host"]
+    return Path(str(host))
+
+
+def test_a_long_home_keeps_its_socket_in_a_private_directory(
+    embedded_home: dict[str, str],
+) -> None:
+    env = embedded_home
+    assert run_sisu(["db", "up"], env).exit_code == 0
+    sock = _socket_dir(env)
+    st = sock.stat()
+    assert stat.S_IMODE(st.st_mode) & 0o077 == 0
+    assert not str(sock).startswith(env["SISU_HOME"])  # the long path could not hold it
+
+
+OTHER_USER = "nobody"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another local user")
+def test_another_local_user_cannot_reach_the_embedded_server(
+    embedded_home: dict[str, str],
+) -> None:
+    env = embedded_home
+    assert run_sisu(["db", "up"], env).exit_code == 0
+    url = run_sisu(["db", "url"], env).stdout.strip()
+    psql = str(embedded.bin_dir() / "psql")
+    query = [psql, url, "-XAtc", "SELECT 1"]
+    as_other = ["runuser", "-u", OTHER_USER, "--"]
+    # Controls: the server answers its owner's side (root), and the other user can run psql.
+    assert subprocess.run(query, capture_output=True, check=False).returncode == 0
+    assert subprocess.run([*as_other, psql, "--version"], check=False).returncode == 0
+    # The other user can neither enter the socket's directory nor connect.
+    assert (
+        subprocess.run([*as_other, "test", "-x", str(_socket_dir(env))], check=False).returncode
+        != 0
+    )
+    denied = subprocess.run([*as_other, *query], capture_output=True, text=True, check=False)
+    assert denied.returncode != 0, denied.stdout

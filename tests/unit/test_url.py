@@ -74,3 +74,79 @@ def test_sqlalchemy_reads_the_embedded_socket_url() -> None:
     assert parsed.database == "sisu"
     assert parsed.username == "postgres"
     assert dict(parsed.query) == {"host": "/tmp/sisu-x/pg", "port": "5432"}
+
+
+# --- every form of a DSN (issue 12, item 7) ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dsn", "secret"),
+    [
+        ("host=h password=s3cret user=u", "s3cret"),
+        ("host=h password = s3cret user=u", "s3cret"),
+        ("host=h password= s3cret", "s3cret"),
+        ("host=h PASSWORD =s3cret", "s3cret"),
+        ("host=h password='a b c' user=u", "a b c"),
+        ("host=h password='s3 cr3t x' user=u", "cr3t"),
+        ("host=h password='s3 cr\\'et x' user=u", "cr\\'et"),
+        ("host=h password='s3 cr\\'et x' user=u", "et x"),
+        ("host=h password=s3cr\\ et user=u", "et"),
+        ("host=h sslpassword=s3cret user=u", "s3cret"),
+        ("host=h password='unterminated s3cret", "s3cret"),
+        ("password=s3cret", "s3cret"),
+    ],
+)
+def test_redact_hides_a_conninfo_password(dsn: str, secret: str) -> None:
+    out = redact(dsn)
+    assert secret not in out
+    assert "***" in out
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    ["host=h password = s3cret user=u dbname='my db'", "host=h password='a b c' user=u"],
+)
+def test_a_redacted_conninfo_still_names_the_server(dsn: str) -> None:
+    from psycopg.conninfo import conninfo_to_dict
+
+    out = conninfo_to_dict(redact(dsn))
+    assert out["host"] == "h"
+    assert out["user"] == "u"
+    assert out["password"] == "***"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://alice:pa#ss@h:5432/d", "postgresql://alice:***@h:5432/d"),
+        ("postgresql://alice:p@ss@h:5432/d", "postgresql://alice:***@h:5432/d"),
+        ("postgresql://alice:pa/ss@h:5432/d", "postgresql://alice:***@h:5432/d"),
+        ("postgresql://alice:50%off@h:5432/d", "postgresql://alice:***@h:5432/d"),
+        (
+            "postgresql://alice:a#b@c/d%e@h/d?sslmode=require",
+            "postgresql://alice:***@h/d?sslmode=require",
+        ),
+        ("postgresql://alice:pa?ss@h/d", "postgresql://alice:***@h/d"),
+        (
+            "postgresql://alice:s3cret@h/d?application_name=a@b",
+            "postgresql://alice:***@h/d?application_name=a@b",
+        ),
+        (
+            "postgresql://alice@h/d?sslmode=require&password=a&b#c&port=1",
+            "postgresql://alice@h/d?sslmode=require&password=***&port=1",
+        ),
+        ("postgresql://alice@h/d?sslpassword=s3cret", "postgresql://alice@h/d?sslpassword=***"),
+    ],
+)
+def test_redact_hides_a_raw_url_password(url: str, expected: str) -> None:
+    assert redact(url) == expected
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    ["", "   ", "postgresql://", "password", "=", "'", "password='", "\x00password=x", "://:@"],
+)
+def test_redact_never_raises(garbage: str) -> None:
+    out = redact(garbage)
+    assert isinstance(out, str)
+    assert "password=x" not in out
