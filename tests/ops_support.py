@@ -4,6 +4,8 @@ a module's worth of tests, and the environment of a `sisu` subprocess bound to o
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -51,3 +53,18 @@ def cloned_database(admin_url: str, template: str, prefix: str = "sisu_ops") -> 
         yield url
     finally:
         drop_database(admin_url, name)
+
+
+@contextmanager
+def throwaway_home(prefix: str) -> Iterator[Path]:
+    """A short SISU_HOME for a test's own embedded server (its socket lives in the data
+    directory); the server and its data are destroyed at exit (as root the data lives outside
+    the home, under /var/lib/sisu/pg)."""
+    from sisu.db import embedded
+
+    home = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        yield home
+    finally:
+        embedded.destroy(home)
+        shutil.rmtree(home, ignore_errors=True)

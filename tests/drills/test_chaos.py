@@ -9,8 +9,6 @@ Small iteration counts keep CI fast; the issue's large runs are documented comma
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from sisu.drills.processes import WorkerProcess
 from sisu.service import human, intents
 from sisu.service.backend import Backend
 from tests.helpers import Result, rows, run_sisu, scalar
-from tests.ops_support import cloned_database, sisu_env_for
+from tests.ops_support import cloned_database, sisu_env_for, throwaway_home
 from tests.runloop_support import INTENT_QUEUE, poll, wait_run_done, wait_run_status
 
 CHAOS_KEYS = {
@@ -226,10 +224,8 @@ def test_after_effect_runs_have_one_succeeded_attempt_per_step(after_effect_dril
 
 
 def test_postgres_restart_on_the_embedded_server_completes_every_run() -> None:
-    # A short home: the embedded server's socket lives in its data directory.
-    home = Path(tempfile.mkdtemp(prefix="sc-", dir="/tmp"))
-    env = sisu_env_for(None, home)
-    try:
+    with throwaway_home("sc-") as home:
+        env = sisu_env_for(None, home)
         result = run_sisu(
             ["chaos", "--fault", "postgres-restart", "--iterations", "1", "--json"],
             env,
@@ -250,9 +246,6 @@ def test_postgres_restart_on_the_embedded_server_completes_every_run() -> None:
         assert status.json()["mode"] == "embedded"
         assert rows(url, "SELECT seen_count FROM app.mock_receipts WHERE seen_count > 1") == []
         assert rows(url, "SELECT DISTINCT status FROM app.runs") == [{"status": "succeeded"}]
-    finally:
-        run_sisu(["db", "down"], env)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_postgres_restart_on_an_external_server_is_skipped(

@@ -6,9 +6,7 @@ never restarted; once the database is back it must resume its own runs, each eff
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ import pytest
 from sisu.db import embedded
 from sisu.drills.processes import WorkerProcess
 from tests.helpers import rows, run_sisu
-from tests.ops_support import sisu_env_for
+from tests.ops_support import sisu_env_for, throwaway_home
 from tests.runloop_support import poll
 from tests.scaleout_support import in_execute, submit, wait_all_done, wait_ready
 
@@ -30,14 +28,8 @@ DOWN_SECONDS = 4.0
 
 @pytest.fixture
 def home() -> Iterator[Path]:
-    # A short path: the embedded server's socket lives in its data directory.
-    path = Path(tempfile.mkdtemp(prefix="pk-", dir="/tmp"))
-    env = sisu_env_for(None, path)
-    try:
+    with throwaway_home("pk-") as path:
         yield path
-    finally:
-        run_sisu(["db", "down"], env)
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _db_up(env: dict[str, str]) -> bool | None:
