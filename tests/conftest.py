@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -18,6 +19,9 @@ import pytest
 from psycopg import sql
 
 from sisu.db import embedded, migrations
+
+if TYPE_CHECKING:
+    from sisu.service.backend import Backend
 
 TIERS = ("unit", "integration", "acceptance", "drills")
 
@@ -138,3 +142,15 @@ def module_sisu_env(module_db_url: str, tmp_path_factory: pytest.TempPathFactory
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture
+def backend(db_url: str) -> Iterator[Backend]:
+    """The service layer on this test's database, in this process (app version v1)."""
+    from sisu.service.backend import Backend
+
+    b = Backend(db_url, app_version="v1")
+    try:
+        yield b
+    finally:
+        b.close()

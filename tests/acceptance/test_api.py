@@ -48,28 +48,19 @@ def base_env(url: str, home: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def api_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name, url = clone_template(pg_admin_url, template_db)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
-
-
-@pytest.fixture(scope="module")
 def api_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("api")
 
 
 @pytest.fixture(scope="module")
-def api_worker(api_db: str, api_tmp: Path) -> Iterator[WorkerProcess]:
-    with running_worker(api_db, api_tmp, name="api") as worker:
+def api_worker(module_db_url: str, api_tmp: Path) -> Iterator[WorkerProcess]:
+    with running_worker(module_db_url, api_tmp, name="api") as worker:
         yield worker
 
 
 @pytest.fixture(scope="module")
-def api(api_db: str, api_tmp: Path, api_worker: WorkerProcess) -> Iterator[httpx.Client]:
-    env = base_env(api_db, api_tmp / "home")
+def api(module_db_url: str, api_tmp: Path, api_worker: WorkerProcess) -> Iterator[httpx.Client]:
+    env = base_env(module_db_url, api_tmp / "home")
     with running_serve(env, api_tmp / "logs" / "serve.log") as server:
         first = server.wait_responding("/healthz")
         assert first.status_code == 200, first.text
@@ -93,7 +84,7 @@ def create_intent(api: httpx.Client, **inputs: Any) -> str:
     return str(r.json()["intentId"])
 
 
-def test_ops_manual_flow(api: httpx.Client, api_db: str) -> None:
+def test_ops_manual_flow(api: httpx.Client, module_db_url: str) -> None:
     r = api.post("/intents", json={"goal": "demo", "inputs": {}, "constraints": {}})
     assert r.status_code == 201, r.text
     assert list(r.json()) == ["intentId"]
@@ -115,7 +106,7 @@ def test_ops_manual_flow(api: httpx.Client, api_db: str) -> None:
 
     view = poll("the run to succeed", settled, timeout=60, interval=0.1)
     assert_runview_shape(view)
-    wait_workflow_status(api_db, intent_id, "SUCCESS")
+    wait_workflow_status(module_db_url, intent_id, "SUCCESS")
     assert view["runId"] == view["workflowId"] == view["intentId"] == intent_id
     assert view["traceId"] == "ops-01"
     assert view["nextAction"] is None
@@ -124,7 +115,7 @@ def test_ops_manual_flow(api: httpx.Client, api_db: str) -> None:
         (step, 1, "succeeded") for step in STEP_IDS
     ]
     assert rows(
-        api_db, "SELECT status, name FROM dbos.workflow_status WHERE workflow_uuid = %s",
+        module_db_url, "SELECT status, name FROM dbos.workflow_status WHERE workflow_uuid = %s",
         (intent_id,),
     ) == [{"status": "SUCCESS", "name": "RunIntentWF"}]  # fmt: skip
 
@@ -132,7 +123,7 @@ def test_ops_manual_flow(api: httpx.Client, api_db: str) -> None:
     assert again.status_code == 202, again.text
     assert again.json()["runId"] == intent_id
     assert again.json()["status"] == "succeeded"
-    assert len(rows(api_db, "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s",
+    assert len(rows(module_db_url, "SELECT 1 FROM dbos.workflow_status WHERE workflow_uuid = %s",
                     (intent_id,))) == 1  # fmt: skip
 
 
@@ -201,7 +192,7 @@ REJECTIONS = [
 @pytest.mark.parametrize(("method", "path", "kwargs", "status", "code"), REJECTIONS)
 def test_rejections_fail_closed(
     api: httpx.Client,
-    api_db: str,
+    module_db_url: str,
     method: str,
     path: str,
     kwargs: dict[str, Any],
@@ -210,10 +201,10 @@ def test_rejections_fail_closed(
 ) -> None:
     if "{intent}" in path:
         path = path.format(intent=create_intent(api))
-    before = table_counts(api_db, COUNTED_TABLES)
+    before = table_counts(module_db_url, COUNTED_TABLES)
     response = api.request(method, path, **kwargs)
     error_of(response, status, code)
-    assert table_counts(api_db, COUNTED_TABLES) == before
+    assert table_counts(module_db_url, COUNTED_TABLES) == before
 
 
 def test_openapi_lists_the_routes(api: httpx.Client) -> None:

@@ -27,19 +27,10 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def contract_db(pg_admin_url: str, template_db: str) -> Iterator[str]:
-    name, url = clone_template(pg_admin_url, template_db)
-    try:
-        yield url
-    finally:
-        drop_database(pg_admin_url, name)
-
-
-@pytest.fixture(scope="module")
-def shim(contract_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shim(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real `sisu serve` (no worker: nothing here needs a run to execute); its base URL."""
     tmp = tmp_path_factory.mktemp("contract")
-    with running_serve(base_env(contract_db, tmp / "home"), tmp / "serve.log") as server:
+    with running_serve(base_env(module_db_url, tmp / "home"), tmp / "serve.log") as server:
         assert server.wait_responding("/healthz").status_code == 200
         yield server.base_url
 
@@ -102,7 +93,7 @@ BAD_BYTES = [
 @pytest.mark.parametrize(("method", "path", "kwargs", "field"), BAD_BYTES)
 def test_bad_bytes_are_a_400_naming_the_field(
     api: httpx.Client,
-    contract_db: str,
+    module_db_url: str,
     method: str,
     path: str,
     kwargs: dict[str, Any],
@@ -112,11 +103,11 @@ def test_bad_bytes_are_a_400_naming_the_field(
         created = api.post("/intents", json={"goal": "demo"})
         assert created.status_code == 201, created.text
         path = path.format(intent=created.json()["intentId"])
-    before = table_counts(contract_db, WRITTEN)
+    before = table_counts(module_db_url, WRITTEN)
     body = error_of(api.request(method, path, **kwargs), 400, "validation_error")
     assert field in [d["field"] for d in body["details"]], body
     assert body["message"].startswith(field), body
-    assert table_counts(contract_db, WRITTEN) == before
+    assert table_counts(module_db_url, WRITTEN) == before
 
 
 def test_the_cli_refuses_bad_bytes_with_the_envelope(
@@ -206,8 +197,8 @@ def big_intent(size: int) -> bytes:
     return body
 
 
-def test_a_body_over_the_limit_is_413(api: httpx.Client, contract_db: str) -> None:
-    before = table_counts(contract_db, WRITTEN)
+def test_a_body_over_the_limit_is_413(api: httpx.Client, module_db_url: str) -> None:
+    before = table_counts(module_db_url, WRITTEN)
     sized = api.post(
         "/intents", content=big_intent(2 * MIB), headers={"content-type": "application/json"}
     )
@@ -222,7 +213,7 @@ def test_a_body_over_the_limit_is_413(api: httpx.Client, contract_db: str) -> No
 
     chunked = api.post("/intents", content=chunks(), headers={"content-type": "application/json"})
     error_of(chunked, 413, "payload_too_large")
-    assert table_counts(contract_db, WRITTEN) == before
+    assert table_counts(module_db_url, WRITTEN) == before
     # Just under the limit still goes through.
     ok = api.post(
         "/intents", content=big_intent(MIB - 1024), headers={"content-type": "application/json"}
@@ -250,14 +241,14 @@ def test_the_body_limit_follows_sisu_max_body_bytes(db_url: str, tmp_path: Path)
     ["application/x-www-form-urlencoded", "text/plain", "multipart/form-data", None],
 )
 def test_a_body_not_sent_as_json_is_told_so(
-    api: httpx.Client, contract_db: str, content_type: str | None
+    api: httpx.Client, module_db_url: str, content_type: str | None
 ) -> None:
-    before = table_counts(contract_db, WRITTEN)
+    before = table_counts(module_db_url, WRITTEN)
     headers = {"content-type": content_type} if content_type else {}
     response = api.post("/intents", content=b'{"goal":"demo"}', headers=headers)
     body = error_of(response, 415, "unsupported_media_type")
     assert "Content-Type: application/json" in body["message"], body
-    assert table_counts(contract_db, WRITTEN) == before
+    assert table_counts(module_db_url, WRITTEN) == before
 
 
 def test_json_content_types_are_accepted(api: httpx.Client) -> None:

@@ -5,7 +5,6 @@ another request is refused and writes nothing; a bad key writes nothing."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -20,15 +19,6 @@ from sisu.service import intents
 from sisu.service.backend import Backend
 from tests.helpers import rows, scalar
 from tests.runloop_support import poll
-
-
-@pytest.fixture
-def backend(db_url: str) -> Iterator[Backend]:
-    b = Backend(db_url, app_version="v1")
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def intent_rows(url: str) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ durable RunIntentWF, four stable steps, and every fact about it in rows."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -23,15 +22,6 @@ from tests.runloop_support import (
     wait_run_done,
     worker_home,
 )
-
-
-@pytest.fixture
-def backend(db_url: str) -> Iterator[Backend]:
-    b = Backend(db_url, app_version="v1")
-    try:
-        yield b
-    finally:
-        b.close()
 
 
 def new_intent(backend: Backend, goal: str = "run loop", **inputs: object) -> str:
