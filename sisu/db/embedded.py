@@ -250,7 +250,7 @@ def _server_tool(name: str, args: list[str], *, pgdata: Path, timeout: float) ->
     """Run a server-side tool (initdb, pg_ctl) as the server's user, from the installation that
     user can read. Output goes to files, not pipes: the postmaster pg_ctl starts would inherit a
     pipe and hold it open forever."""
-    command = [str(_server_install() / "bin" / name), "-D", str(pgdata), *args]
+    command = [str(server_install() / "bin" / name), "-D", str(pgdata), *args]
     with tempfile.TemporaryFile("w+") as out:
         # cwd="/": the server's user may not be able to enter the caller's working directory.
         done = subprocess.run(
@@ -262,7 +262,7 @@ def _server_tool(name: str, args: list[str], *, pgdata: Path, timeout: float) ->
             raise subprocess.CalledProcessError(done.returncode, command, out.read())
 
 
-def _server_install() -> Path:
+def server_install() -> Path:
     """The PostgreSQL installation the server runs from: the wheel's own, or, as root, a copy
     under /var/lib/sisu that the server's user can read. The copy is made once per wheel
     version, into a temporary name renamed into place, so concurrent starters never see half

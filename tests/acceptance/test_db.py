@@ -404,7 +404,8 @@ def test_another_local_user_cannot_reach_the_embedded_server(
     env = embedded_home
     assert run_sisu(["db", "up"], env).exit_code == 0
     url = run_sisu(["db", "url"], env).stdout.strip()
-    psql = str(embedded.bin_dir() / "psql")
+    # The copy of PostgreSQL the server runs from is readable by all (the venv may not be).
+    psql = str(embedded.server_install() / "bin" / "psql")
     query = [psql, url, "-XAtc", "SELECT 1"]
     as_other = ["runuser", "-u", OTHER_USER, "--"]
     # Controls: the server answers its owner's side (root), and the other user can run psql.
