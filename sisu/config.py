@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     cap_concurrency: int = Field(default=16, ge=1)
     cap_steps: int = Field(default=64, ge=1)
     cap_sandbox_minutes: int = Field(default=60, ge=1)
+    # Fail-closed caps on a run's model budget (constraints.maxModelRequests, .maxTokens).
+    cap_model_requests: int = Field(default=50, ge=1)
+    cap_tokens: int = Field(default=500_000, ge=1)
     # Most intent runs executing at once across all workers (None: no global cap), and per
     # partition key on the partitioned queue.
     global_concurrency: int | None = Field(default=None, ge=1)

@@ -93,7 +93,7 @@ RETURNING id;
 SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_key)s;
 
 -- name: lock_intent
-SELECT id FROM app.intents WHERE id = %(id)s FOR UPDATE;
+SELECT id, constraints FROM app.intents WHERE id = %(id)s FOR UPDATE;
 
 -- name: get_intent
 SELECT id, goal, inputs, constraints, connectors, created_at
@@ -163,8 +163,26 @@ SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
 WHERE id = %(run_id)s AND status <> 'canceled';
 
 -- name: insert_opencode_call
-INSERT INTO app.opencode_calls (run_id, step_id, request, response)
-VALUES (%(run_id)s, %(step_id)s, %(request)s, %(response)s);
+-- The attempt is the step's: one more than its failed attempts so far.
+INSERT INTO app.opencode_calls (run_id, step_id, request, response, compiler, model, attempt,
+                                input_tokens, output_tokens, latency_ms, error)
+SELECT %(run_id)s, %(step_id)s, %(request)s, %(response)s, %(compiler)s, %(model)s,
+       count(*)::int + 1, %(input_tokens)s, %(output_tokens)s, %(latency_ms)s, %(error)s
+FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: run_compiler_calls
+-- A run's compiler calls, oldest first (`sisu run calls`, GET /runs/{id}/calls).
+SELECT id, step_id, compiler, model, attempt, request, response, error, input_tokens,
+       output_tokens, latency_ms, created_at
+FROM app.opencode_calls WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: run_compiler_summary
+-- Which compiler and model planned a run (its latest call), and what its calls cost.
+SELECT (array_agg(compiler ORDER BY id DESC))[1] AS name,
+       (array_agg(model ORDER BY id DESC))[1] AS model,
+       count(*)::int AS requests,
+       sum(input_tokens)::int AS input_tokens, sum(output_tokens)::int AS output_tokens
+FROM app.opencode_calls WHERE run_id = %(run_id)s HAVING count(*) > 0;
 
 -- name: insert_artifact
 INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)

@@ -28,7 +28,8 @@ T = TypeVar("T")
 INTENT_QUEUE = "sisu-intents"
 STEP_IDS = ["CompileST", "ApplyPatchST", "DecideST", "ExecuteST"]
 # DESIGN.md, Interfaces: the RunView and step key order is part of the contract; the queue-policy
-# issue added the run's lane and priority after traceId ("visible in RunView").
+# issue added the run's lane and priority after traceId ("visible in RunView"); the live-compiler
+# issue added `compiler: {name, model}` (which compiler planned the run) after them.
 DESIGN_RUNVIEW_KEYS = [
     "runId",
     "intentId",
@@ -40,6 +41,7 @@ DESIGN_RUNVIEW_KEYS = [
     "traceId",
     "lane",
     "priority",
+    "compiler",
     "steps",
     "artifacts",
     "createdAt",

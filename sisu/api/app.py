@@ -21,6 +21,7 @@ from sisu.config import Settings
 from sisu.contracts.base import NUL_MESSAGE, Text, error_details
 from sisu.contracts.runs import (
     CancelAccepted,
+    CompilerCall,
     ErrorBody,
     EventAccepted,
     EventRequest,
@@ -233,6 +234,11 @@ def create_app(
     @app.get("/runs/{run_id}", response_model=RunView, responses=_errors(400, 404))
     def get_run(run_id: RunId) -> Response:
         return Response(views.get_run(backend, run_id).to_json(), media_type="application/json")
+
+    @app.get("/runs/{run_id}/calls", response_model=list[CompilerCall], responses=_errors(400, 404))
+    def list_calls(run_id: RunId) -> Response:
+        calls = views.list_calls(backend, run_id)
+        return _json("[" + ",".join(c.to_json() for c in calls) + "]")
 
     @app.get("/runs", response_model=list[RunSummary], responses=_errors(400))
     def list_runs(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from sisu.contracts.runs import RunSummary, RunView
+    from sisu.contracts.runs import CompilerCall, RunSummary, RunView
 
 STATUS_STYLE = {
     "queued": "yellow",
@@ -77,12 +77,44 @@ def run_view(view: RunView) -> RenderableType:
             table.add_row(step_id, "-", label, "-", "-", "")
             current = False
     parts: list[RenderableType] = [header, table]
+    if view.compiler is not None:
+        c = view.compiler
+        tokens = (
+            f", tokens {c.input_tokens or 0} in / {c.output_tokens or 0} out"
+            if c.input_tokens is not None or c.output_tokens is not None
+            else ""
+        )
+        parts.append(
+            f"compiler: {c.name}" + (f" ({c.model})" if c.model else "")
+            + f", {c.requests} call(s){tokens}   (sisu run calls {view.run_id})"
+        )  # fmt: skip
     if view.artifacts:
         parts.append(
             "artifacts: "
             + ", ".join(f"{a.step_id}/{a.kind}#{a.idx} {a.sha256[:12]}" for a in view.artifacts)
         )
     return Group(*parts)
+
+
+def call_list(calls: list[CompilerCall]) -> RenderableType:
+    from rich.table import Table
+
+    table = Table(show_edge=False, pad_edge=False)
+    for col in ("#", "step", "attempt", "compiler", "model", "tokens in/out", "ms", "error", "at"):
+        table.add_column(col)
+    for c in calls:
+        tokens = (
+            "-"
+            if c.input_tokens is None and c.output_tokens is None
+            else f"{c.input_tokens or 0}/{c.output_tokens or 0}"
+        )
+        error = c.error.get("code", "error") if isinstance(c.error, dict) else _short(c.error, 30)
+        table.add_row(
+            str(c.id), c.step_id, str(c.attempt), c.compiler, c.model or "-", tokens,
+            "-" if c.latency_ms is None else str(c.latency_ms),
+            "-" if c.error is None else f"[red]{error}[/]", _time(c.created_at),
+        )  # fmt: skip
+    return table
 
 
 def run_list(runs: list[RunSummary]) -> RenderableType:

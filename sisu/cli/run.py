@@ -32,6 +32,27 @@ def show(
         _output.out_console().print(_render.run_view(view))
 
 
+@app.command()
+def calls(
+    run_id: str = typer.Argument(..., help="Run id (= intent id)."),
+    json: bool = JSON,
+) -> None:
+    """List the run's compiler calls, oldest first: compiler and model, the step attempt,
+    tokens, latency and error; with --json, each call's request and response too (what
+    GET /runs/{id}/calls returns)."""
+    from sisu.cli import _render
+    from sisu.cli._backend import backend
+    from sisu.service import views
+
+    _output.use_json(json)
+    with backend() as b:
+        found = views.list_calls(b, run_id)
+    if json:
+        _output.data("[" + ",".join(c.to_json() for c in found) + "]")
+    else:
+        _output.out_console().print(_render.call_list(found))
+
+
 @app.command(name="list")
 def list_(
     status: str = typer.Option(None, "--status", help="Only runs with this status."),

@@ -96,6 +96,33 @@ class ArtifactView(Contract):
     sha256: str
 
 
+class CompilerView(Contract):
+    """Which compiler (and model) planned the run, and what its calls cost."""
+
+    name: str
+    model: str | None
+    requests: int
+    input_tokens: int | None
+    output_tokens: int | None
+
+
+class CompilerCall(Contract):
+    """One recorded compiler call (a model request, for a model compiler)."""
+
+    id: int
+    step_id: str
+    compiler: str
+    model: str | None
+    attempt: int
+    request: Any
+    response: Any
+    error: Any
+    input_tokens: int | None
+    output_tokens: int | None
+    latency_ms: int | None
+    created_at: datetime
+
+
 class RunView(Contract):
     """The full state of one run; the key order is part of the contract."""
 
@@ -109,6 +136,7 @@ class RunView(Contract):
     trace_id: str | None
     lane: Lane
     priority: int | None
+    compiler: CompilerView | None
     steps: list[StepView]
     artifacts: list[ArtifactView]
     created_at: datetime

@@ -128,11 +128,14 @@ def start_run(backend: Backend, intent_id: str, request: RunRequest) -> RunStart
     placement = policy.check(request, backend.queue_policy)
     try:
         with backend.transaction() as (conn, cur):
-            if cur.execute(q("lock_intent"), {"id": intent_id}).fetchone() is None:
+            intent = cur.execute(q("lock_intent"), {"id": intent_id}).fetchone()
+            if intent is None:
                 raise NotFound(f"intent {intent_id} not found", details={"intentId": intent_id})
             existing = cur.execute(q("get_run"), {"id": intent_id}).fetchone()
             if existing is not None:
                 return _started(intent_id, existing["status"])
+            # Raised inside the transaction, which then writes nothing.
+            policy.check_budgets(intent["constraints"] or {}, backend.queue_policy)
             if request.deduplication_id:
                 holder = _dedupe_holder(cur, placement.queue_name, request.deduplication_id)
                 if holder is not None:

@@ -19,6 +19,8 @@ class QueuePolicy:
     cap_concurrency: int = 16
     cap_steps: int = 64
     cap_sandbox_minutes: int = 60
+    cap_model_requests: int = 50
+    cap_tokens: int = 500_000
     global_concurrency: int | None = None
     partition_concurrency: int = 4
 
@@ -28,6 +30,8 @@ class QueuePolicy:
             cap_concurrency=s.cap_concurrency,
             cap_steps=s.cap_steps,
             cap_sandbox_minutes=s.cap_sandbox_minutes,
+            cap_model_requests=s.cap_model_requests,
+            cap_tokens=s.cap_tokens,
             global_concurrency=s.global_concurrency,
             partition_concurrency=s.partition_concurrency,
         )
@@ -38,6 +42,8 @@ class QueuePolicy:
                 "concurrency": self.cap_concurrency,
                 "steps": self.cap_steps,
                 "sandboxMinutes": self.cap_sandbox_minutes,
+                "modelRequests": self.cap_model_requests,
+                "tokens": self.cap_tokens,
             },
             "lanes": dict(LANE_PRIORITY),
             "priorityRange": [1, 1000],
@@ -49,11 +55,41 @@ class QueuePolicy:
                 },
             },
             "env": {
-                "caps": ["SISU_CAP_CONCURRENCY", "SISU_CAP_STEPS", "SISU_CAP_SANDBOX_MINUTES"],
+                "caps": [
+                    "SISU_CAP_CONCURRENCY",
+                    "SISU_CAP_STEPS",
+                    "SISU_CAP_SANDBOX_MINUTES",
+                    "SISU_CAP_MODEL_REQUESTS",
+                    "SISU_CAP_TOKENS",
+                ],
                 "concurrency": ["SISU_GLOBAL_CONCURRENCY", "SISU_PARTITION_CONCURRENCY"],
             },
             "raw": asdict(self),
         }
+
+
+# A run's model budget, declared in its intent's constraints, and the cap bounding each.
+BUDGETS = (("maxModelRequests", "cap_model_requests"), ("maxTokens", "cap_tokens"))
+
+
+def check_budgets(constraints: dict[str, Any], policy: QueuePolicy) -> None:
+    """Fail closed at run start: a model budget must be a positive whole number within its
+    cap. (The compiler stops a run that reaches its budget with `budget_exceeded`.)"""
+    for field, cap_name in BUDGETS:
+        value = constraints.get(field)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValidationFailed(
+                f"constraints.{field} must be a whole number of at least 1",
+                details=[{"field": f"constraints.{field}", "value": value}],
+            )
+        cap = getattr(policy, cap_name)
+        if value > cap:
+            raise QueuePolicyViolation(
+                f"constraints.{field} = {value} exceeds the cap of {cap}",
+                details={"field": f"constraints.{field}", "value": value, "cap": cap},
+            )
 
 
 @dataclass(frozen=True)

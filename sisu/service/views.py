@@ -10,6 +10,8 @@ from sisu.contracts.runs import (
     RUN_STATUSES,
     TERMINAL_STATUSES,
     ArtifactView,
+    CompilerCall,
+    CompilerView,
     RunSummary,
     RunView,
     StepView,
@@ -29,6 +31,7 @@ def get_run(backend: Backend, run_id: str) -> RunView:
             raise NotFound(f"run {run_id} not found", details={"runId": run_id})
         steps = cur.execute(q("run_steps"), {"run_id": run_id}).fetchall()
         artifacts = cur.execute(q("run_artifacts"), {"run_id": run_id}).fetchall()
+        compiler = cur.execute(q("run_compiler_summary"), {"run_id": run_id}).fetchone()
     return RunView(
         run_id=run["id"],
         intent_id=run["id"],
@@ -40,11 +43,21 @@ def get_run(backend: Backend, run_id: str) -> RunView:
         trace_id=run["trace_id"],
         lane=run["lane"],
         priority=run["priority"],
+        compiler=CompilerView(**compiler) if compiler else None,
         steps=[StepView(**s) for s in steps],
         artifacts=[ArtifactView(**a) for a in artifacts],
         created_at=run["created_at"],
         updated_at=run["updated_at"],
     )
+
+
+def list_calls(backend: Backend, run_id: str) -> list[CompilerCall]:
+    """The run's compiler calls, oldest first; 404 for an unknown run."""
+    with backend.read() as cur:
+        if cur.execute(q("get_run"), {"id": run_id}).fetchone() is None:
+            raise NotFound(f"run {run_id} not found", details={"runId": run_id})
+        rows = cur.execute(q("run_compiler_calls"), {"run_id": run_id}).fetchall()
+    return [CompilerCall(**r) for r in rows]
 
 
 def list_runs(backend: Backend, *, status: str | None, limit: int) -> list[RunSummary]:

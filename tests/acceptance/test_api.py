@@ -119,6 +119,13 @@ def test_ops_manual_flow(api: httpx.Client, module_db_url: str) -> None:
         (intent_id,),
     ) == [{"status": "SUCCESS", "name": "RunIntentWF"}]  # fmt: skip
 
+    calls = api.get(f"/runs/{intent_id}/calls")
+    assert calls.status_code == 200, calls.text
+    assert [(c["stepId"], c["compiler"], c["attempt"]) for c in calls.json()] == [
+        ("CompileST", "builtin", 1)
+    ]
+    assert api.get("/runs/no-such-run/calls").status_code == 404
+
     again = api.post(f"/intents/{intent_id}/run", json={"traceId": "ops-02"})
     assert again.status_code == 202, again.text
     assert again.json()["runId"] == intent_id

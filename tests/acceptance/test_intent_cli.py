@@ -82,6 +82,29 @@ def test_create_run_wait_show_and_list(
     assert rows(db_url, "SELECT count(*)::int AS n FROM app.mock_receipts WHERE run_id = %s",
                 (intent_id,)) == [{"n": 2}]  # fmt: skip
 
+    # Which compiler planned it, and the call it made, recorded with the run.
+    assert view["compiler"] == {
+        "name": "builtin",
+        "model": None,
+        "requests": 1,
+        "inputTokens": None,
+        "outputTokens": None,
+    }
+    [call] = ok_json(run_sisu(["run", "calls", intent_id, "--json"], sisu_env))
+    assert (call["stepId"], call["compiler"], call["model"], call["attempt"]) == (
+        "CompileST", "builtin", None, 1,
+    )  # fmt: skip
+    assert call["request"]["goal"] == "g"
+    assert call["response"]["planId"]
+    assert call["error"] is None
+    assert call["latencyMs"] >= 0
+    assert rows(db_url, "SELECT id, compiler, attempt FROM app.opencode_calls") == [
+        {"id": call["id"], "compiler": "builtin", "attempt": 1}
+    ]
+    code, shown = pty_run(["run", "calls", intent_id], sisu_env)
+    assert code == 0
+    assert "CompileST" in shown and "builtin" in shown
+
     listed = ok_json(run_sisu(["run", "list", "--json"], sisu_env))
     assert isinstance(listed, list)
     assert [(r["runId"], r["status"]) for r in listed] == [(intent_id, "succeeded")]
@@ -138,6 +161,7 @@ def test_an_empty_trace_id_exits_2_and_starts_nothing(
 
 def test_unknown_ids_exit_4(sisu_env: dict[str, str], db_url: str) -> None:
     error_json(run_sisu(["run", "show", "nope", "--json"], sisu_env), 4, "not_found")
+    error_json(run_sisu(["run", "calls", "nope", "--json"], sisu_env), 4, "not_found")
     error_json(run_sisu(["intent", "run", "nope", "--json"], sisu_env), 4, "not_found")
     assert scalar(db_url, "SELECT count(*) FROM app.runs") == 0
     assert scalar(db_url, "SELECT count(*) FROM dbos.workflow_status") == 0

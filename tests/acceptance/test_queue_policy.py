@@ -199,6 +199,43 @@ def test_a_workload_over_a_cap_is_refused_with_zero_writes(
     assert r.status_code == 202, r.text
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "cap"), [("maxModelRequests", 51, 50), ("maxTokens", 500_001, 500_000)]
+)
+def test_a_model_budget_over_its_cap_is_refused_at_run_start_with_zero_writes(
+    api: httpx.Client, qp_db: str, field: str, value: int, cap: int
+) -> None:
+    r = api.post("/intents", json={"goal": "budget", "constraints": {field: value}})
+    assert r.status_code == 201, r.text
+    intent_id = r.json()["intentId"]
+    before = table_counts(qp_db, COUNTED_TABLES)
+    body = error_of(trigger(api, intent_id), 400, "queue_policy_violation")
+    assert body["details"] == {"field": f"constraints.{field}", "value": value, "cap": cap}
+    assert table_counts(qp_db, COUNTED_TABLES) == before
+    assert has_run(qp_db, intent_id) == (0, 0)
+
+
+@pytest.mark.parametrize("value", [0, -1, 2.5, "10", True])
+def test_a_model_budget_that_is_not_a_positive_whole_number_is_a_validation_error(
+    api: httpx.Client, qp_db: str, value: Any
+) -> None:
+    r = api.post("/intents", json={"goal": "budget", "constraints": {"maxTokens": value}})
+    assert r.status_code == 201, r.text
+    intent_id = r.json()["intentId"]
+    body = error_of(trigger(api, intent_id), 400, "validation_error")
+    assert body["details"][0]["field"] == "constraints.maxTokens"
+    assert has_run(qp_db, intent_id) == (0, 0)
+
+
+def test_a_model_budget_within_its_cap_starts_the_run(api: httpx.Client, qp_db: str) -> None:
+    r = api.post(
+        "/intents", json={"goal": "budget", "constraints": {"maxModelRequests": 50, "maxTokens": 1}}
+    )
+    intent_id = r.json()["intentId"]
+    assert trigger(api, intent_id).status_code == 202
+    assert has_run(qp_db, intent_id) == (1, 1)
+
+
 def test_caps_come_from_the_environment_of_the_serve_process(
     qp_env: dict[str, str], qp_db: str, qp_tmp: Path
 ) -> None:
@@ -222,12 +259,25 @@ def test_caps_come_from_the_environment_of_the_serve_process(
 
 def test_queue_policy_json_shows_the_caps_in_force(qp_env: dict[str, str]) -> None:
     default = cli_ok(run_sisu(["queue", "policy", "--json"], qp_env))
-    assert default["caps"] == {"concurrency": 16, "steps": 64, "sandboxMinutes": 60}
+    assert default["caps"] == {
+        "concurrency": 16,
+        "steps": 64,
+        "sandboxMinutes": 60,
+        "modelRequests": 50,
+        "tokens": 500_000,
+    }
     assert default["lanes"] == {"interactive": 10, "batch": 100}
 
-    env = {**qp_env, "SISU_CAP_STEPS": "8", "SISU_CAP_SANDBOX_MINUTES": "5"}
+    env = {**qp_env, "SISU_CAP_STEPS": "8", "SISU_CAP_SANDBOX_MINUTES": "5",
+           "SISU_CAP_MODEL_REQUESTS": "3", "SISU_CAP_TOKENS": "1000"}  # fmt: skip
     changed = cli_ok(run_sisu(["queue", "policy", "--json"], env))
-    assert changed["caps"] == {"concurrency": 16, "steps": 8, "sandboxMinutes": 5}
+    assert changed["caps"] == {
+        "concurrency": 16,
+        "steps": 8,
+        "sandboxMinutes": 5,
+        "modelRequests": 3,
+        "tokens": 1000,
+    }
 
 
 # --- validation ------------------------------------------------------------------------------

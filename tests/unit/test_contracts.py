@@ -197,6 +197,13 @@ def fixed_view(**overrides: Any) -> RunView:
         "trace_id": "t-1",
         "lane": "batch",
         "priority": 100,
+        "compiler": {
+            "name": "builtin",
+            "model": None,
+            "requests": 1,
+            "input_tokens": None,
+            "output_tokens": None,
+        },
         "steps": [
             StepView(
                 step_id=step,

@@ -123,7 +123,9 @@ def compile_st(run_id: str) -> dict[str, Any]:
             "constraints": intent["constraints"],
             "connectors": intent["connectors"],
         }
-        plan = runtime.get().compiler.compile(request)
+        compiler = runtime.get().compiler
+        asked = time.monotonic()
+        plan = compiler.compile(request)
         conn.execute(
             q("insert_opencode_call"),
             {
@@ -131,6 +133,12 @@ def compile_st(run_id: str) -> dict[str, Any]:
                 "step_id": "CompileST",
                 "request": Jsonb(request),
                 "response": Jsonb(plan),
+                "compiler": compiler.name,
+                "model": None,
+                "input_tokens": None,
+                "output_tokens": None,
+                "latency_ms": round((time.monotonic() - asked) * 1000),
+                "error": None,
             },
         )
         return plan
