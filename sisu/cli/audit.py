@@ -19,12 +19,20 @@ def audit(
         min=0,
         help="Seconds after which an intent that was never run shows as an orphan (a warning).",
     ),
+    stalled_after: float = typer.Option(
+        30.0,
+        "--stalled-after",
+        min=0,
+        help="Seconds without progress after which a run that its live worker holds but runs "
+        "no thread of counts as stalled (a worker resumes such runs within a few heartbeats).",
+    ),
 ) -> None:
     """Check the database against sisu's laws (SQL oracles).
 
     No duplicate effects, every succeeded run has the four steps in order, app and DBOS agree
-    on status, every compile is recorded, no stranded runs, no unread human answers. Exit 1
-    when any check fails. Intents never run (orphan_intents) show as a warning only."""
+    on status, every compile is recorded, no stranded or stalled runs, no unread human
+    answers. Exit 1 when any check fails. Intents never run (orphan_intents) show as a warning
+    only."""
     from sisu.audit import oracles
     from sisu.cli._settings import database_url, settings
 
@@ -35,6 +43,7 @@ def audit(
         run_id=run_id,
         dead_after_seconds=s.worker_dead_after_seconds,
         orphan_after_seconds=orphan_after,
+        stalled_after_seconds=stalled_after,
         show_sql=verbose,
     )
     if json:

@@ -302,6 +302,13 @@ def test_a_run_its_live_worker_runs_no_thread_of_fails_stalled_runs(db: Db) -> N
     assert failed["detail"][0]["idle_seconds"] >= 299
 
 
+def test_stalled_after_sets_how_long_a_lost_run_may_idle(db: Db) -> None:
+    lose_run(db, db.a, active=[])
+    result = db.audit("--json", "--stalled-after", "600")
+    assert result.exit_code == 0, result.stdout
+    assert checks(result)["stalled_runs"]["count"] == 0
+
+
 def test_a_run_its_live_worker_is_running_is_not_stalled(db: Db) -> None:
     # A slow step, or a durable sleep before a retry: the thread is alive.
     lose_run(db, db.a, active=[db.a])
