@@ -51,6 +51,21 @@ SET app_version = EXCLUDED.app_version, pid = EXCLUDED.pid, host = EXCLUDED.host
 UPDATE app.workers SET heartbeat_at = now(), active_workflows = %(active_workflows)s
 WHERE executor_id = %(executor_id)s AND pid = %(pid)s;
 
+-- name: queue_settings_set
+-- A worker stored a queue's settings (in dbos.queues, through DBOS) before its first dequeue.
+INSERT INTO app.queue_settings (queue_name, settings, set_by)
+VALUES (%(queue_name)s, %(settings)s, %(set_by)s)
+ON CONFLICT (queue_name) DO UPDATE
+SET settings = EXCLUDED.settings, set_by = EXCLUDED.set_by, set_at = now();
+
+-- name: queue_settings_stored
+-- The queue settings in force for the whole fleet, and which worker set them, when.
+SELECT q.name AS queue_name, q.worker_concurrency, q.concurrency AS global_concurrency,
+       q.partition_concurrency, q.polling_interval_sec, s.set_by, s.set_at
+FROM dbos.queues q LEFT JOIN app.queue_settings s ON s.queue_name = q.name
+WHERE q.name = ANY(%(names)s)
+ORDER BY q.name;
+
 -- name: worker_stopped
 UPDATE app.workers SET stopped_at = now()
 WHERE executor_id = %(executor_id)s AND pid = %(pid)s;

@@ -13,28 +13,42 @@ JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 @app.command()
 def policy(json: bool = JSON) -> None:
-    """Print the caps, lane priorities and concurrency settings in force (from the environment)."""
+    """Print the caps and lane priorities in force (from the environment), and the queue
+    settings stored in the database, which every worker dequeues with: the last worker
+    started sets them from its flags (--concurrency, SISU_GLOBAL_CONCURRENCY, ...)."""
+    from sisu.cli._backend import backend
     from sisu.cli._settings import settings
+    from sisu.service import queues
     from sisu.service.policy import QueuePolicy
 
     _output.use_json(json)
     described = QueuePolicy.from_settings(settings()).describe()
     described.pop("raw")
+    with backend() as b:
+        described["stored"] = queues.stored(b)
     if json:
         _output.emit_obj(described)
         return
     caps = described["caps"]
     _output.data(
         f"caps        concurrency <= {caps['concurrency']}, steps <= {caps['steps']}, "
-        f"sandboxMinutes <= {caps['sandboxMinutes']}"
+        f"sandboxMinutes <= {caps['sandboxMinutes']}, modelRequests <= {caps['modelRequests']}, "
+        f"tokens <= {caps['tokens']}"
     )
     lanes = ", ".join(f"{k} {v}" for k, v in described["lanes"].items())
     _output.data(f"lanes       default priority: {lanes} (1-1000, lower runs sooner)")
-    for name, conf in described["queues"].items():
-        shown = ", ".join(f"{k} {v if v is not None else 'unlimited'}" for k, v in conf.items())
-        _output.data(f"queue       {name}: {shown}")
+    if not described["stored"]:
+        _output.data("queues      no settings stored yet: the first worker stores its own")
+    for name, conf in described["stored"].items():
+        limits = ", ".join(
+            f"{key} {'unlimited' if conf[key] is None else conf[key]}"
+            for key in ("workerConcurrency", "globalConcurrency", "partitionConcurrency")
+        )
+        who = f"set by {conf['setBy']} at {conf['setAt']}" if conf["setBy"] else "set by DBOS"
+        _output.data(f"queue       {name}: {limits} ({who})")
     _output.info(
-        "set with " + ", ".join(described["env"]["caps"] + described["env"]["concurrency"])
+        "caps: " + ", ".join(described["env"]["caps"]) + "; queue settings: the flags of the "
+        "last worker started (sisu worker --concurrency N), for every worker"
     )
 
 

@@ -22,3 +22,24 @@ def depth(backend: Backend) -> list[dict[str, Any]]:
         }
         for r in rows
     ]
+
+
+def stored(backend: Backend) -> dict[str, dict[str, Any]]:
+    """The settings in force for the whole fleet on sisu's queues (DBOS keeps one row per
+    queue), with the worker that last set them and when."""
+    from sisu import engine
+
+    names = [engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE]
+    with backend.read() as cur:
+        rows = cur.execute(q("queue_settings_stored"), {"names": names}).fetchall()
+    return {
+        r["queue_name"]: {
+            "workerConcurrency": r["worker_concurrency"],
+            "globalConcurrency": r["global_concurrency"],
+            "partitionConcurrency": r["partition_concurrency"],
+            "pollingIntervalSec": r["polling_interval_sec"],
+            "setBy": r["set_by"],
+            "setAt": r["set_at"].isoformat() if r["set_at"] else None,
+        }
+        for r in rows
+    }

@@ -22,7 +22,7 @@ from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.errors import SisuError, ValidationFailed
-from sisu.worker import admin, failover, heartbeat, resume
+from sisu.worker import admin, failover, heartbeat, queues, resume
 
 log = logging.getLogger("sisu.worker")
 
@@ -50,24 +50,6 @@ def default_executor_id(admin_port: int) -> str:
     """Stable across restarts (same host, same admin port) and unique per live worker (two
     workers cannot share an admin port on one host)."""
     return f"{socket.gethostname()}-{admin_port}"
-
-
-def _register_queue(dbos: Any, name: str, opts: WorkerOptions) -> None:
-    """Queue settings live in the database (DBOS 3.x): the last worker to start sets them for
-    every worker, so start all workers of a deployment with the same concurrency flags."""
-    intent_queue = name in (engine.INTENT_QUEUE, engine.PARTITIONED_QUEUE)
-    dbos.register_queue(
-        name,
-        worker_concurrency=opts.concurrency if intent_queue else None,
-        global_concurrency=opts.global_concurrency if intent_queue else None,
-        partition_concurrency=(
-            min(opts.partition_concurrency, opts.global_concurrency or opts.partition_concurrency)
-            if name == engine.PARTITIONED_QUEUE
-            else None
-        ),
-        polling_interval_sec=engine.QUEUE_POLL_SECONDS,
-        on_conflict="always_update",
-    )
 
 
 def _grace(opts: WorkerOptions) -> int:
@@ -127,6 +109,20 @@ def run(opts: WorkerOptions) -> int:
 
     runtime.configure(opts.home, opts.url, step_slots=opts.step_slots)
 
+    # Before the first dequeue: a launched worker polls with the settings stored in the database.
+    queues.store(
+        opts.url,
+        opts.executor_id,
+        {
+            name: queues.settings_for(
+                name,
+                concurrency=opts.concurrency,
+                global_concurrency=opts.global_concurrency,
+                partition_concurrency=opts.partition_concurrency,
+            )
+            for name in opts.queues
+        },
+    )
     DBOS(
         config=engine.dbos_config(  # type: ignore[arg-type]
             opts.url, app_version=opts.app_version, executor_id=opts.executor_id
@@ -135,8 +131,6 @@ def run(opts: WorkerOptions) -> int:
     datasource.bind(opts.url, step_slots=opts.step_slots)
     DBOS.listen_queues(list(opts.queues))
     DBOS.launch()
-    for name in opts.queues:
-        _register_queue(DBOS, name, opts)
     beat = heartbeat.Heartbeat(
         opts.url, me, opts.heartbeat_seconds, active=lambda: sorted(compat.active_workflow_ids())
     )
