@@ -12,6 +12,9 @@ the Nth chat request until the test releases it.
                                                             api_key="sk-test", max_retries=0))
         ...
         assert fake.chat_count == 1
+
+A client passed in like this is bound to one event loop: fine in a test, wrong in a worker
+(docs/LLM-COMPILER.md §2).
 """
 
 from __future__ import annotations

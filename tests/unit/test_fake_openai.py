@@ -109,6 +109,19 @@ def test_default_client_retries_hide_a_429(fake: FakeOpenAI) -> None:
     assert fake.chat_count == 2
 
 
+def test_model_settings_max_retries_zero_turns_client_retries_off(fake: FakeOpenAI) -> None:
+    """The provider-independent switch (OpenAI, Anthropic, Groq SDKs): ModelSettings."""
+    fake.fail_first(1, 429)
+    model = OpenAIChatModel(
+        "fake-model", provider=OpenAIProvider(base_url=fake.base_url, api_key=KEY)
+    )
+    agent = Agent(model, output_type=Plan, model_settings={"max_retries": 0})
+
+    with pytest.raises(ModelHTTPError):
+        agent.run_sync("plan")
+    assert fake.chat_count == 1
+
+
 def test_wrong_key_is_401() -> None:
     with (
         FakeOpenAI(respond=plan_answer, api_key="sk-other") as fake,
