@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import platformdirs
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_APP_VERSION = "v1"
@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     # partition key on the partitioned queue.
     global_concurrency: int | None = Field(default=None, ge=1)
     partition_concurrency: int = Field(default=4, ge=1)
+    # Which compiler plans intents on a worker: builtin (offline, deterministic) or llm (a
+    # pydantic-ai model: SISU_LLM_MODEL as provider:name, SISU_LLM_BASE_URL for any
+    # OpenAI-compatible server, SISU_LLM_API_KEY, else the provider's own variable).
+    compiler: str = "builtin"
+    llm_model: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0

@@ -55,6 +55,14 @@ def worker(
         help="Seconds without a heartbeat after which a worker counts as dead and a live worker "
         "of the same app version recovers its pending runs.",
     ),
+    compiler: str = typer.Option(
+        None,
+        "--compiler",
+        help="What plans intents (env SISU_COMPILER, default builtin): builtin (offline, "
+        "deterministic) or llm (a model: SISU_LLM_MODEL=provider:name, SISU_LLM_BASE_URL for "
+        "any OpenAI-compatible server, SISU_LLM_API_KEY).",
+        show_default=False,
+    ),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
     ),
@@ -79,6 +87,20 @@ def worker(
             f"({1.5 * s.heartbeat_seconds:g}s; SISU_HEARTBEAT_SECONDS): live workers would be "
             "taken for dead",
             details=[{"field": "failover_timeout", "min": 1.5 * s.heartbeat_seconds}],
+        )
+    chosen = compiler or s.compiler
+    llm = None
+    if chosen == "llm":
+        from sisu.workflow.steps.llm_compiler import config_from
+
+        key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
+        llm = config_from(s.llm_model, s.llm_base_url, key)
+    elif chosen != "builtin":
+        from sisu.errors import ValidationFailed
+
+        raise ValidationFailed(
+            f"unknown compiler {chosen!r}: use --compiler builtin or llm (or SISU_COMPILER)",
+            details=[{"field": "compiler", "allowed": ["builtin", "llm"]}],
         )
     port = s.admin_port if admin_port is None else admin_port
     if executor_id is None:
@@ -106,5 +128,11 @@ def worker(
         partition_concurrency=s.partition_concurrency,
         heartbeat_seconds=s.heartbeat_seconds,
         dead_after_seconds=s.worker_dead_after_seconds,
+        compiler=chosen,
+        llm=llm,
+        cap_model_requests=s.cap_model_requests,
+        cap_tokens=s.cap_tokens,
+        step_max_attempts=s.step_max_attempts,
+        step_backoff_seconds=s.step_backoff_seconds,
     )
     raise typer.Exit(process.run(opts))

@@ -44,12 +44,34 @@ class WorkerOptions:
     global_concurrency: int | None = None
     partition_concurrency: int = 4
     step_slots: int = 16
+    compiler: str = "builtin"
+    # The model compiler's settings (validated by the CLI); None for the built-in compiler.
+    llm: Any = None
+    cap_model_requests: int = 50
+    cap_tokens: int = 500_000
+    step_max_attempts: int = 3
+    step_backoff_seconds: float = 1.0
 
 
 def default_executor_id(admin_port: int) -> str:
     """Stable across restarts (same host, same admin port) and unique per live worker (two
     workers cannot share an admin port on one host)."""
     return f"{socket.gethostname()}-{admin_port}"
+
+
+def _compiler(opts: WorkerOptions) -> Any:
+    """The worker's compiler; a model compiler is built after DBOS() and before its launch (its
+    model requests are DBOS steps, and recovery at launch may call it at once)."""
+    if opts.compiler != "llm":
+        return None  # the built-in compiler
+    from sisu.workflow.steps.llm_compiler import LlmCompiler
+
+    return LlmCompiler(
+        opts.llm,
+        opts.url,
+        max_attempts=opts.step_max_attempts,
+        backoff=opts.step_backoff_seconds,
+    )
 
 
 def _grace(opts: WorkerOptions) -> int:
@@ -107,8 +129,6 @@ def run(opts: WorkerOptions) -> int:
     import sisu.workflow.registry  # noqa: F401  (registers the workflows with DBOS)
     from sisu.workflow.steps import datasource, runtime
 
-    runtime.configure(opts.home, opts.url, step_slots=opts.step_slots)
-
     # Before the first dequeue: a launched worker polls with the settings stored in the database.
     queues.store(
         opts.url,
@@ -127,6 +147,14 @@ def run(opts: WorkerOptions) -> int:
         config=engine.dbos_config(  # type: ignore[arg-type]
             opts.url, app_version=opts.app_version, executor_id=opts.executor_id
         )
+    )
+    runtime.configure(
+        opts.home,
+        opts.url,
+        step_slots=opts.step_slots,
+        compiler=_compiler(opts),
+        cap_model_requests=opts.cap_model_requests,
+        cap_tokens=opts.cap_tokens,
     )
     datasource.bind(opts.url, step_slots=opts.step_slots)
     DBOS.listen_queues(list(opts.queues))

@@ -10,6 +10,8 @@ class StepError(Exception):
     """A step failed for good: the run fails."""
 
     code = "step_failed"
+    # What the operator does next: None (nothing to repair), or "REPAIR" (`sisu run retry`).
+    next_action: str | None = None
 
     def as_error(self, step_id: str | None = None) -> dict[str, Any]:
         return {"code": self.code, "message": str(self), "step": step_id}
@@ -31,3 +33,17 @@ class InputTimeout(StepError):
     """Nobody answered the run's question in time."""
 
     code = "input_timeout"
+
+
+class BudgetExceeded(StepError):
+    """The run spent its model budget (constraints.maxModelRequests / maxTokens): a retry with a
+    larger budget, or as it is, may finish it."""
+
+    code = "budget_exceeded"
+    next_action = "REPAIR"
+
+
+class InvalidPlan(StepError):
+    """The model returned no plan that validates, even after being told what was wrong."""
+
+    code = "invalid_plan"

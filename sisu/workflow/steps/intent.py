@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from dbos import DBOS
 from psycopg.types.json import Jsonb
 
 from sisu.db import faults
@@ -111,18 +112,66 @@ def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
     return dict(row)
 
 
-def compile_st(run_id: str) -> dict[str, Any]:
-    """CompileST: the intent becomes a plan through the compiler port; the call is recorded."""
+def _compile_request(intent: dict[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "runId": run_id,
+        "goal": intent["goal"],
+        "inputs": intent["inputs"],
+        "constraints": intent["constraints"],
+        "connectors": intent["connectors"],
+    }
+
+
+def plans_outside() -> bool:
+    """Whether this worker's compiler plans in the workflow, before CompileST (a model
+    compiler: no transaction may be open while a model thinks)."""
+    return bool(getattr(runtime.get().compiler, "plans_outside", False))
+
+
+def draft_plan(run_id: str) -> dict[str, Any]:
+    """Plan with the worker's model compiler, in workflow code: each model request is a DBOS
+    step of its own and records itself; a recorded request is replayed, never sent again."""
+    request = _load_compile_request(run_id)
+    rt = runtime.get()
+    compiler: Any = rt.compiler
+    constraints = request.get("constraints") or {}
+
+    def budget() -> Any:
+        from pydantic_ai.usage import UsageLimits
+
+        return UsageLimits(
+            request_limit=constraints.get("maxModelRequests") or rt.cap_model_requests,
+            total_tokens_limit=constraints.get("maxTokens") or rt.cap_tokens,
+        )
+
+    try:
+        return dict(compiler.draft(request, budget))
+    except StepError as exc:
+        _record_draft_failure(run_id, exc.as_error("CompileST"))
+        raise
+
+
+@DBOS.step(name="LoadIntentST")
+def _load_compile_request(run_id: str) -> dict[str, Any]:
+    with datasource.outside_transaction() as conn:
+        return _compile_request(_intent(conn, run_id), run_id)
+
+
+# A step, so that a replay of the workflow does not record the failure again.
+@DBOS.step(name="RecordCompileFailureST")
+def _record_draft_failure(run_id: str, error: dict[str, Any]) -> None:
+    _record_failed_attempt(run_id, "CompileST", datetime.now(UTC), error)
+
+
+def compile_st(run_id: str, draft: dict[str, Any] | None = None) -> dict[str, Any]:
+    """CompileST: the intent becomes a plan through the compiler port; the call is recorded.
+    A plan drafted outside (a model compiler, whose requests recorded themselves) is committed
+    as it is."""
 
     def body(conn: Conn) -> dict[str, Any]:
-        intent = _intent(conn, run_id)
-        request = {
-            "runId": run_id,
-            "goal": intent["goal"],
-            "inputs": intent["inputs"],
-            "constraints": intent["constraints"],
-            "connectors": intent["connectors"],
-        }
+        if draft is not None:
+            return draft
+        request = _compile_request(_intent(conn, run_id), run_id)
         compiler = runtime.get().compiler
         asked = time.monotonic()
         plan = compiler.compile(request)

@@ -14,20 +14,33 @@ class Runtime:
     workspaces: Path
     compiler: Compiler
     executor: Executor
+    # Worker-wide caps on a run's model budget, for a run whose constraints set none.
+    cap_model_requests: int = 50
+    cap_tokens: int = 500_000
 
 
 _runtime: Runtime | None = None
 
 
-def configure(home: Path, url: str, *, step_slots: int) -> None:
+def configure(
+    home: Path,
+    url: str,
+    *,
+    step_slots: int,
+    compiler: Compiler | None = None,
+    cap_model_requests: int = 50,
+    cap_tokens: int = 500_000,
+) -> None:
     from sisu.workflow.steps.compiler import BuiltinCompiler
     from sisu.workflow.steps.executor import MockOutsideSystem
 
     global _runtime
     _runtime = Runtime(
         workspaces=home / "workspaces",
-        compiler=BuiltinCompiler(),
+        compiler=compiler or BuiltinCompiler(),
         executor=MockOutsideSystem(url, pool_size=step_slots),
+        cap_model_requests=cap_model_requests,
+        cap_tokens=cap_tokens,
     )
 
 

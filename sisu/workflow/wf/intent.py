@@ -49,7 +49,10 @@ def _await_answer(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
 def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
     step_id = "CompileST"
     try:
-        plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id))
+        # A model compiler plans before CompileST, outside any transaction; its requests are
+        # steps with their own retries.
+        draft = steps.draft_plan(run_id) if steps.plans_outside() else None
+        plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id, draft))
         step_id = "ApplyPatchST"
         _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
         step_id = "DecideST"
@@ -62,7 +65,7 @@ def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
         steps.finish_run(run_id, "retries_exceeded", "REPAIR", exc.as_error(step_id))
         raise
     except StepError as exc:
-        steps.finish_run(run_id, "failed", None, exc.as_error(step_id))
+        steps.finish_run(run_id, "failed", exc.next_action, exc.as_error(step_id))
         raise
     except Exception as exc:
         if not steps.is_transient_failure(exc):

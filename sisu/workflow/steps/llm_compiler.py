@@ -1,0 +1,314 @@
+"""The `llm` compiler: a pydantic-ai agent plans the intent (see docs/LLM-COMPILER.md).
+
+Each model request is its own DBOS step (pydantic-ai's `DBOSDurability`), run outside any
+database transaction; a request whose response was checkpointed is never sent again. Every
+request is recorded in `app.opencode_calls` by `RecordingModel`, on a short connection opened
+after the response is in. The model returns only the creative part (`PlanOut`); sisu builds the
+plan dict of the built-in compiler's contract from it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+from weakref import WeakKeyDictionary
+
+from pydantic import BaseModel, Field
+
+from sisu.errors import ValidationFailed
+from sisu.workflow.steps.compiler import ANSWER_SCHEMA, DEFAULT_INPUT_TIMEOUT_SECONDS, MAX_TASKS
+from sisu.workflow.steps.errors import (
+    BudgetExceeded,
+    InvalidPlan,
+    RetriesExhausted,
+    StepError,
+)
+
+if TYPE_CHECKING:
+    from pydantic_ai import Agent
+    from pydantic_ai.models import Model
+
+# The providers this installation can reach: `openai` speaks to OpenAI and, through
+# SISU_LLM_BASE_URL, to any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LiteLLM).
+PROVIDERS = ("openai",)
+# The agent's name prefixes its DBOS step names (`sisu_compiler__model.request`), which are
+# recorded with every in-flight run: never change it.
+AGENT_NAME = "sisu_compiler"
+STEP_ID = "CompileST"
+INSTRUCTIONS = (
+    "You plan a change for sisu, a durable intent engine. Given a goal, its inputs and its "
+    "constraints, return: a one-paragraph summary; the files to write, each with a relative "
+    "path inside the workspace and its full content; the names of the tests and, when a "
+    "command runs them, testCommand; the tasks to deliver (short strings, at most "
+    f"{MAX_TASKS}); and a question only when a human must decide something before the tasks run."
+)
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    provider: str
+    model_name: str
+    base_url: str | None
+    api_key: str | None
+
+    @property
+    def model(self) -> str:
+        return f"{self.provider}:{self.model_name}"
+
+
+def config_from(model: str | None, base_url: str | None, api_key: str | None) -> LlmConfig:
+    """The worker's model settings, or a validation_error naming the variable to set."""
+    if not model:
+        raise ValidationFailed(
+            "--compiler llm needs a model: set SISU_LLM_MODEL=provider:name "
+            "(e.g. openai:gpt-4.1-mini, or openai:llama3.1 with SISU_LLM_BASE_URL for Ollama)",
+            details=[{"field": "SISU_LLM_MODEL"}],
+        )
+    provider, _, name = model.partition(":")
+    if provider not in PROVIDERS or not name:
+        raise ValidationFailed(
+            f"SISU_LLM_MODEL={model!r}: unknown provider or missing model name; set "
+            f"SISU_LLM_MODEL=provider:name with provider one of {', '.join(PROVIDERS)} (any "
+            "OpenAI-compatible server through SISU_LLM_BASE_URL)",
+            details=[{"field": "SISU_LLM_MODEL", "providers": list(PROVIDERS)}],
+        )
+    return LlmConfig(provider=provider, model_name=name, base_url=base_url, api_key=api_key)
+
+
+class FileOut(BaseModel):
+    path: str = Field(description="relative path inside the workspace")
+    content: str
+
+
+class PlanOut(BaseModel):
+    """What the model returns (as pydantic-ai's `final_result` tool)."""
+
+    summary: str
+    files: list[FileOut] = Field(default_factory=list)
+    tests: list[str] = Field(default_factory=list)
+    testCommand: str | None = None
+    tasks: list[str] = Field(default_factory=list, max_length=MAX_TASKS)
+    question: str | None = None
+
+
+def plan_from(out: PlanOut, request: dict[str, Any], model: str) -> dict[str, Any]:
+    """The plan dict the later steps read, in the built-in compiler's contract."""
+    plan_id = hashlib.sha256(out.model_dump_json().encode()).hexdigest()[:16]
+    nodes: list[dict[str, Any]] = [
+        {"id": "n1", "kind": "compute", "label": out.summary[:200]},
+        {"id": "n2", "kind": "decision", "label": "choose the tasks to execute"},
+        {"id": "n3", "kind": "io", "label": "deliver the tasks"},
+    ]
+    if out.question:
+        constraints = request.get("constraints") or {}
+        timeout = constraints.get("inputTimeoutSeconds", DEFAULT_INPUT_TIMEOUT_SECONDS)
+        if not isinstance(timeout, int | float) or timeout <= 0:
+            timeout = DEFAULT_INPUT_TIMEOUT_SECONDS
+        nodes.insert(
+            1,
+            {
+                "id": "n1a",
+                "kind": "approval",
+                "label": "wait for a human answer",
+                "question": out.question,
+                "schema": ANSWER_SCHEMA,
+                "timeoutSeconds": timeout,
+            },
+        )
+    return {
+        "compiler": "llm",
+        "model": model,
+        "planId": plan_id,
+        "summary": out.summary,
+        "nodes": nodes,
+        "patch": {"files": [f.model_dump() for f in out.files]},
+        "tests": [{"name": t} for t in out.tests],
+        "testCommand": out.testCommand,
+        "tasks": [
+            {"taskKey": f"task-{i + 1}", "payload": {"planId": plan_id, "index": i + 1, "task": t}}
+            for i, t in enumerate(out.tasks)
+        ],
+    }
+
+
+def is_transient_model_error(exc: BaseException) -> bool:
+    """Worth another attempt of the same request: rate limits, server errors, lost or slow
+    connections. Authentication, an unknown model or a refused request are not."""
+    from pydantic_ai.exceptions import (
+        ModelConnectionError,
+        ModelRateLimitError,
+        ModelServerError,
+        ModelUnavailableError,
+    )
+
+    from sisu.db import faults
+
+    # A database failure while recording the call is worth another attempt too.
+    return faults.is_transient(exc) or isinstance(
+        exc, ModelRateLimitError | ModelServerError | ModelUnavailableError | ModelConnectionError
+    )
+
+
+def _build_model(cfg: LlmConfig, url: str) -> Model:
+    from pydantic_ai.models import Model as ModelBase
+    from pydantic_ai.models.openai import OpenAIChatModel
+    from pydantic_ai.models.wrapper import WrapperModel
+    from pydantic_ai.providers.openai import OpenAIProvider
+
+    def make() -> ModelBase:
+        # The key: SISU_LLM_API_KEY, else the provider's own OPENAI_API_KEY; a local server
+        # (SISU_LLM_BASE_URL) may need none, but the client insists on one.
+        key = cfg.api_key or os.environ.get("OPENAI_API_KEY") or ("none" if cfg.base_url else None)
+        return OpenAIChatModel(
+            cfg.model_name, provider=OpenAIProvider(base_url=cfg.base_url, api_key=key)
+        )
+
+    class PerLoopModel(WrapperModel):
+        """One client per event loop: each DBOS workflow thread runs the agent on a loop of its
+        own, and a pooled HTTP connection belongs to the loop that opened it."""
+
+        def __init__(self) -> None:
+            super().__init__(make())
+            self._per_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, ModelBase] = (
+                WeakKeyDictionary()
+            )
+
+        async def request(self, messages: Any, model_settings: Any, params: Any) -> Any:
+            loop = asyncio.get_running_loop()
+            model = self._per_loop.get(loop) or self._per_loop.setdefault(loop, make())
+            return await model.request(messages, model_settings, params)
+
+    class RecordingModel(WrapperModel):
+        """Records each request in `app.opencode_calls` after it ended, inside its DBOS step:
+        no connection is held while the model thinks."""
+
+        async def request(self, messages: Any, model_settings: Any, params: Any) -> Any:
+            from dbos import DBOS
+            from pydantic_ai.messages import ModelMessagesTypeAdapter
+
+            started = time.monotonic()
+            response, error = None, None
+            try:
+                response = await super().request(messages, model_settings, params)
+                return response
+            except Exception as exc:
+                error = {"code": type(exc).__name__, "message": str(exc)[:500]}
+                raise
+            finally:
+                await _record(
+                    url,
+                    {
+                        "run_id": DBOS.workflow_id,
+                        "model": cfg.model,
+                        "request": json.loads(ModelMessagesTypeAdapter.dump_json(messages)),
+                        "response": (
+                            json.loads(ModelMessagesTypeAdapter.dump_json([response]))[0]
+                            if response is not None
+                            else None
+                        ),
+                        "input_tokens": response.usage.input_tokens if response else None,
+                        "output_tokens": response.usage.output_tokens if response else None,
+                        "latency_ms": round((time.monotonic() - started) * 1000),
+                        "error": error,
+                    },
+                )
+
+    return RecordingModel(PerLoopModel())
+
+
+async def _record(url: str, row: dict[str, Any]) -> None:
+    import psycopg
+    from psycopg.types.json import Jsonb
+
+    from sisu.db.queries import q
+
+    params = {
+        **row,
+        "step_id": STEP_ID,
+        "compiler": "llm",
+        "request": Jsonb(row["request"]),
+        "response": Jsonb(row["response"]) if row["response"] is not None else None,
+        "error": Jsonb(row["error"]) if row["error"] is not None else None,
+    }
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        await conn.execute(q("insert_opencode_call"), params)
+
+
+class LlmCompiler:
+    """Plans outside any transaction, in the workflow: `draft()` runs the agent, whose model
+    requests are DBOS steps; CompileST then commits the plan."""
+
+    name = "llm"
+    plans_outside = True
+
+    def __init__(self, cfg: LlmConfig, url: str, *, max_attempts: int, backoff: float) -> None:
+        from pydantic_ai import Agent
+        from pydantic_ai.durable_exec.dbos import DBOSDurability, StepConfig
+
+        self.cfg = cfg
+        step_config = cast(
+            StepConfig,
+            {
+                "retries_allowed": True,
+                "max_attempts": max_attempts,
+                "interval_seconds": backoff,
+                "backoff_rate": 2.0,
+                "should_retry": is_transient_model_error,
+            },
+        )
+        # Built before DBOS launches: recovery at launch may call it at once.
+        self.agent: Agent[None, PlanOut] = Agent(
+            _build_model(cfg, url),
+            name=AGENT_NAME,
+            output_type=PlanOut,
+            instructions=INSTRUCTIONS,
+            # No hidden client retries: DBOS retries a request, and each one is recorded.
+            model_settings={"max_retries": 0},
+            capabilities=[DBOSDurability(model_step_config=step_config)],
+        )
+
+    def compile(self, request: dict[str, Any]) -> dict[str, Any]:
+        raise StepError("the llm compiler plans in the workflow (draft), not in a transaction")
+
+    def draft(self, request: dict[str, Any], budget: Callable[[], Any]) -> dict[str, Any]:
+        from dbos._error import DBOSMaxStepRetriesExceeded
+        from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+
+        prompt = json.dumps(
+            {
+                "goal": request["goal"],
+                "inputs": request.get("inputs") or {},
+                "constraints": request.get("constraints") or {},
+            },
+            sort_keys=True,
+        )
+        try:
+            result = self.agent.run_sync(prompt, usage_limits=budget())
+        except UsageLimitExceeded as exc:
+            raise BudgetExceeded(f"the run's model budget is spent: {exc}") from exc
+        except DBOSMaxStepRetriesExceeded as exc:
+            last = exc.errors[-1] if exc.errors else exc
+            raise RetriesExhausted(
+                f"{STEP_ID}: model {self.cfg.model} failed {len(exc.errors)} time(s), last: "
+                f"{type(last).__name__}: {last}"
+            ) from exc
+        except UnexpectedModelBehavior as exc:
+            raise InvalidPlan(f"model {self.cfg.model} returned no valid plan: {exc}") from exc
+        except Exception as exc:
+            raise StepError(_permanent_message(self.cfg, exc)) from exc
+        return plan_from(result.output, request, self.cfg.model)
+
+
+def _permanent_message(cfg: LlmConfig, exc: Exception) -> str:
+    from pydantic_ai.exceptions import ModelAuthenticationError, ModelNotFoundError
+
+    if isinstance(exc, ModelAuthenticationError):
+        return f"model {cfg.model} refused the key: set SISU_LLM_API_KEY ({exc})"
+    if isinstance(exc, ModelNotFoundError):
+        return f"model {cfg.model} is unknown to the server: set SISU_LLM_MODEL ({exc})"
+    return f"model {cfg.model}: {type(exc).__name__}: {exc}"

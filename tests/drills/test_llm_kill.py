@@ -1,0 +1,57 @@
+"""A worker killed -9 while its model request is in flight (the model server holds it), then
+restarted with the same executor id: the run succeeds, and the server received the recorded
+requests plus at most the one in flight at the kill — a checkpointed request is never paid for
+twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sisu.drills.processes import WorkerProcess
+from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
+from tests.helpers import rows, run_sisu
+from tests.integration.test_llm_compiler import KEY, PLAN, llm_worker
+from tests.operator_support import fast_backend, start_intent, wait_worker_ready
+from tests.ops_support import sisu_env_for
+from tests.runloop_support import wait_run_done
+
+
+def test_a_kill_during_a_model_request_repeats_at_most_that_request(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The first answer does not validate, so the model is asked a second time; the worker is
+    # killed while that second request is held. The first, checkpointed, must not be re-sent.
+    answers = iter([{"files": []}, PLAN, PLAN])
+
+    def respond(request: FakeRequest) -> dict[str, Any]:
+        return tool_call_completion(output_tool_name(request), next(answers))
+
+    with FakeOpenAI(respond=respond, api_key=KEY) as fake:
+        arrived, release = fake.stall(2)
+        first = llm_worker(db_url, tmp_path, fake)
+        wait_worker_ready(db_url, first)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "plan while the worker dies")
+        assert arrived.wait(60), "the model request never arrived"
+        first.kill()
+        release.set()
+        second = WorkerProcess(
+            url=first.url,
+            executor_id=first.executor_id,
+            app_version=first.app_version,
+            queues=first.queues,
+            log_path=first.log_path,
+            extra_args=first.extra_args,
+            extra_env=first.extra_env,
+            clean_env=True,
+        ).start()
+        try:
+            wait_run_done(db_url, run_id, worker=second, timeout=90)
+        finally:
+            second.stop()
+        recorded = rows(db_url, "SELECT error FROM app.opencode_calls WHERE run_id = %s", (run_id,))
+        assert recorded == [{"error": None}, {"error": None}]
+        assert fake.chat_count == len(recorded) + 1  # the one in flight at the kill
+    audit = run_sisu(["audit", "--json", "--run", run_id], sisu_env_for(db_url, tmp_path / "cli"))
+    assert audit.exit_code == 0, audit.stdout

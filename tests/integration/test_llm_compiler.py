@@ -1,0 +1,232 @@
+"""The llm compiler on a real worker process: its model is an OpenAI-compatible server this test
+starts on 127.0.0.1 (tests/fake_openai.py), reached by the real pydantic-ai client over real
+HTTP. Every request the server received is one row of `app.opencode_calls`, with the model and
+its tokens; the API key is in no table."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sisu.drills.processes import WorkerProcess
+from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
+from tests.helpers import rows, run_sisu
+from tests.operator_support import fast_backend, start_intent, wait_worker_ready
+from tests.ops_support import sisu_env_for
+from tests.runloop_support import INTENT_QUEUE, wait_run_done, wait_run_status
+
+KEY = "sk-sisu-test-7f3a9c"
+PLAN = {
+    "summary": "Write a greeting file.",
+    "files": [{"path": "hello.txt", "content": "hello\n"}],
+    "tests": ["hello_exists"],
+    "testCommand": "test -f hello.txt",
+    "tasks": ["announce", "archive"],
+}
+
+
+def plan_answer(request: FakeRequest) -> dict[str, Any]:
+    return tool_call_completion(
+        output_tool_name(request), PLAN, prompt_tokens=120, completion_tokens=30
+    )
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(respond=plan_answer, api_key=KEY) as server:
+        yield server
+
+
+def llm_worker(url: str, tmp_path: Path, fake: FakeOpenAI, **env: str) -> WorkerProcess:
+    executor_id = f"llm-{uuid.uuid4().hex[:8]}"
+    return WorkerProcess(
+        url=url,
+        executor_id=executor_id,
+        app_version="v1",
+        queues=(INTENT_QUEUE,),
+        log_path=tmp_path / "logs" / f"{executor_id}.log",
+        extra_args=("--compiler", "llm"),
+        extra_env={
+            "SISU_HOME": str(tmp_path / "home"),
+            "SISU_LLM_MODEL": "openai:fake-model",
+            "SISU_LLM_BASE_URL": fake.base_url,
+            "SISU_LLM_API_KEY": KEY,
+            "SISU_STEP_BACKOFF_SECONDS": "0.05",
+            **env,
+        },
+        clean_env=True,
+    ).start()
+
+
+def calls(url: str, run_id: str) -> list[dict[str, Any]]:
+    return rows(
+        url,
+        "SELECT compiler, model, step_id, input_tokens, output_tokens, error, response "
+        "FROM app.opencode_calls WHERE run_id = %s ORDER BY id",
+        (run_id,),
+    )
+
+
+def test_a_model_plans_the_run_and_every_request_is_recorded(
+    db_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    worker = llm_worker(db_url, tmp_path, fake)
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "greet the world", inputs={"who": "world"})
+        wait_run_done(db_url, run_id, worker=worker, timeout=60)
+    finally:
+        worker.stop()
+
+    recorded = calls(db_url, run_id)
+    assert len(recorded) == fake.chat_count == 1
+    [call] = recorded
+    assert (call["compiler"], call["model"], call["step_id"]) == ("llm", "openai:fake-model",
+                                                                 "CompileST")  # fmt: skip
+    assert (call["input_tokens"], call["output_tokens"], call["error"]) == (120, 30, None)
+    assert call["response"] is not None
+    # The plan the model returned is what ran: its files, its tasks.
+    [compile_output] = rows(
+        db_url,
+        "SELECT output FROM app.run_steps WHERE run_id = %s AND step_id = 'CompileST'",
+        (run_id,),
+    )
+    plan = compile_output["output"]
+    assert plan["patch"]["files"] == PLAN["files"]
+    assert plan["testCommand"] == "test -f hello.txt"
+    assert [t["taskKey"] for t in plan["tasks"]] == ["task-1", "task-2"]
+    assert rows(
+        db_url, "SELECT count(*)::int AS n FROM app.mock_receipts WHERE run_id = %s", (run_id,)
+    ) == [{"n": 2}]
+    assert (tmp_path / "home" / "workspaces" / run_id / "hello.txt").read_text() == "hello\n"
+    # The prompt carried the goal and inputs; the key went only in the Authorization header.
+    [request] = fake.chat_requests
+    assert "greet the world" in json.dumps(request.body)
+    assert request.authorization == f"Bearer {KEY}"
+    dumped = rows(
+        db_url,
+        "SELECT count(*)::int AS n FROM app.opencode_calls "
+        "WHERE request::text LIKE %(k)s OR response::text LIKE %(k)s",
+        {"k": f"%{KEY}%"},
+    )
+    assert dumped == [{"n": 0}]
+    view = run_sisu(["run", "show", run_id, "--json"], sisu_env_for(db_url, tmp_path / "cli"))
+    assert view.json()["compiler"] == {
+        "name": "llm",
+        "model": "openai:fake-model",
+        "requests": 1,
+        "inputTokens": 120,
+        "outputTokens": 30,
+    }
+
+
+def test_a_rate_limited_request_is_retried_and_each_attempt_recorded(
+    db_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    fake.fail_first(1, 429)
+    worker = llm_worker(db_url, tmp_path, fake)
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "plan despite a rate limit")
+        wait_run_done(db_url, run_id, worker=worker, timeout=60)
+    finally:
+        worker.stop()
+    recorded = calls(db_url, run_id)
+    assert fake.chat_count == len(recorded) == 2
+    assert recorded[0]["error"]["code"] == "ModelRateLimitError"
+    assert recorded[1]["error"] is None
+
+
+def test_a_refused_key_fails_the_run_with_a_message_naming_the_fix(
+    db_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    worker = llm_worker(db_url, tmp_path, fake, SISU_LLM_API_KEY="sk-wrong")
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "plan with a wrong key")
+        wait_run_status(db_url, run_id, "failed", worker=worker, timeout=60)
+    finally:
+        worker.stop()
+    [run] = rows(db_url, "SELECT error, next_action FROM app.runs WHERE id = %s", (run_id,))
+    assert run["next_action"] is None
+    assert run["error"]["step"] == "CompileST"
+    assert "SISU_LLM_API_KEY" in run["error"]["message"]
+    assert fake.chat_count == 1  # an authentication failure is not retried
+
+
+def test_a_run_over_its_request_budget_stops_for_repair(
+    db_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    # The first answer does not validate (no summary): the model is asked again, which the
+    # budget of one request does not allow.
+    answers = iter([{"files": []}, PLAN])
+
+    def respond(request: FakeRequest) -> dict[str, Any]:
+        return tool_call_completion(output_tool_name(request), next(answers))
+
+    fake.respond = respond
+    worker = llm_worker(db_url, tmp_path, fake)
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "plan within one request", constraints={"maxModelRequests": 1})
+        wait_run_status(db_url, run_id, "failed", worker=worker, timeout=60)
+    finally:
+        worker.stop()
+    [run] = rows(db_url, "SELECT error, next_action FROM app.runs WHERE id = %s", (run_id,))
+    assert (run["error"]["code"], run["next_action"]) == ("budget_exceeded", "REPAIR")
+    assert fake.chat_count == 1
+
+
+def test_a_worker_asked_for_llm_without_a_model_exits_2_naming_the_variable(
+    sisu_env: dict[str, str],
+) -> None:
+    result = run_sisu(["worker", "--compiler", "llm", "--admin-port", "0"], sisu_env)
+    assert result.exit_code == 2, result.stderr
+    assert "SISU_LLM_MODEL" in result.stderr.splitlines()[0]
+    unknown = run_sisu(
+        ["worker", "--compiler", "llm", "--admin-port", "0"],
+        {**sisu_env, "SISU_LLM_MODEL": "nosuch:model"},
+    )
+    assert unknown.exit_code == 2
+    assert len(unknown.stderr.splitlines()) == 1
+
+
+def test_a_plan_with_a_question_waits_for_a_human(
+    db_url: str, tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    def respond(request: FakeRequest) -> dict[str, Any]:
+        return tool_call_completion(
+            output_tool_name(request), {**PLAN, "question": "Ship it to production?"}
+        )
+
+    fake.respond = respond
+    env = sisu_env_for(db_url, tmp_path / "cli")
+    worker = llm_worker(db_url, tmp_path, fake)
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(b, "ship it")
+        wait_run_status(db_url, run_id, "waiting_input", worker=worker, timeout=60)
+        [card] = rows(
+            db_url,
+            "SELECT inline FROM app.artifacts WHERE run_id = %s AND kind = 'question_card'",
+            (run_id,),
+        )
+        assert card["inline"]["question"] == "Ship it to production?"
+        answered = run_sisu(["run", "event", run_id, "--payload", '{"answer": "yes"}'], env)
+        assert answered.exit_code == 0, answered.stderr
+        wait_run_done(db_url, run_id, worker=worker, timeout=60)
+    finally:
+        worker.stop()
+    assert fake.chat_count == 1
+    audit = run_sisu(["audit", "--json", "--run", run_id], env)
+    assert audit.exit_code == 0, audit.stdout
