@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     llm_model: str | None = None
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
+    # The replay compiler's source: a run id, or a file from `sisu run calls ID --json`.
+    replay_from: str | None = None
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0

@@ -59,8 +59,9 @@ def worker(
         None,
         "--compiler",
         help="What plans intents (env SISU_COMPILER, default builtin): builtin (offline, "
-        "deterministic) or llm (a model: SISU_LLM_MODEL=provider:name, SISU_LLM_BASE_URL for "
-        "any OpenAI-compatible server, SISU_LLM_API_KEY).",
+        "deterministic), llm (a model: SISU_LLM_MODEL=provider:name, SISU_LLM_BASE_URL for "
+        "any OpenAI-compatible server, SISU_LLM_API_KEY) or replay (a run's recorded model "
+        "responses: SISU_REPLAY_FROM=RUN_ID or a file from `sisu run calls ID --json`).",
         show_default=False,
     ),
     queue: list[str] = typer.Option(
@@ -89,19 +90,32 @@ def worker(
             details=[{"field": "failover_timeout", "min": 1.5 * s.heartbeat_seconds}],
         )
     chosen = compiler or s.compiler
-    llm = None
+    llm, replay = None, None
     if chosen == "llm":
         from sisu.workflow.steps.llm_compiler import config_from
 
         key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
         llm = config_from(s.llm_model, s.llm_base_url, key)
+    elif chosen == "replay":
+        from sisu.errors import ValidationFailed
+        from sisu.workflow.steps.replay_compiler import load_responses
+
+        if not s.replay_from:
+            raise ValidationFailed(
+                "--compiler replay needs a source: set SISU_REPLAY_FROM to a run id, or to a "
+                "file from `sisu run calls ID --json`",
+                details=[{"field": "SISU_REPLAY_FROM"}],
+            )
+        replay = load_responses(s.replay_from, database_url(s))
     elif chosen != "builtin":
         from sisu.errors import ValidationFailed
 
         raise ValidationFailed(
-            f"unknown compiler {chosen!r}: use --compiler builtin or llm (or SISU_COMPILER)",
-            details=[{"field": "compiler", "allowed": ["builtin", "llm"]}],
+            f"unknown compiler {chosen!r}: use --compiler builtin, llm or replay "
+            "(or SISU_COMPILER)",
+            details=[{"field": "compiler", "allowed": ["builtin", "llm", "replay"]}],
         )
+    url = database_url(s)
     port = s.admin_port if admin_port is None else admin_port
     if executor_id is None:
         if port == 0:
@@ -113,7 +127,7 @@ def worker(
         else:
             executor_id = process.default_executor_id(port)
     opts = process.WorkerOptions(
-        url=database_url(s),
+        url=url,
         app_version=app_version or s.app_version,
         executor_id=executor_id,
         admin_host=admin_host,
@@ -130,6 +144,8 @@ def worker(
         dead_after_seconds=s.worker_dead_after_seconds,
         compiler=chosen,
         llm=llm,
+        replay_from=s.replay_from,
+        replay_responses=replay,
         cap_model_requests=s.cap_model_requests,
         cap_tokens=s.cap_tokens,
         step_max_attempts=s.step_max_attempts,

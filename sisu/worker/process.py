@@ -47,6 +47,9 @@ class WorkerOptions:
     compiler: str = "builtin"
     # The model compiler's settings (validated by the CLI); None for the built-in compiler.
     llm: Any = None
+    # The replay compiler's source (SISU_REPLAY_FROM) and the responses it serves.
+    replay_from: str | None = None
+    replay_responses: list[Any] | None = None
     cap_model_requests: int = 50
     cap_tokens: int = 500_000
     step_max_attempts: int = 3
@@ -62,16 +65,23 @@ def default_executor_id(admin_port: int) -> str:
 def _compiler(opts: WorkerOptions) -> Any:
     """The worker's compiler; a model compiler is built after DBOS() and before its launch (its
     model requests are DBOS steps, and recovery at launch may call it at once)."""
-    if opts.compiler != "llm":
-        return None  # the built-in compiler
-    from sisu.workflow.steps.llm_compiler import LlmCompiler
+    attempts, backoff = opts.step_max_attempts, opts.step_backoff_seconds
+    if opts.compiler == "llm":
+        from sisu.workflow.steps.llm_compiler import llm_compiler
 
-    return LlmCompiler(
-        opts.llm,
-        opts.url,
-        max_attempts=opts.step_max_attempts,
-        backoff=opts.step_backoff_seconds,
-    )
+        return llm_compiler(opts.llm, opts.url, max_attempts=attempts, backoff=backoff)
+    if opts.compiler == "replay":
+        from sisu.workflow.steps.replay_compiler import replay_compiler
+
+        assert opts.replay_from is not None and opts.replay_responses is not None
+        return replay_compiler(
+            opts.replay_from,
+            opts.replay_responses,
+            opts.url,
+            max_attempts=attempts,
+            backoff=backoff,
+        )
+    return None  # the built-in compiler
 
 
 def _grace(opts: WorkerOptions) -> int:

@@ -230,3 +230,81 @@ def test_a_plan_with_a_question_waits_for_a_human(
     assert fake.chat_count == 1
     audit = run_sisu(["audit", "--json", "--run", run_id], env)
     assert audit.exit_code == 0, audit.stdout
+
+
+def replay_worker(url: str, tmp_path: Path, source: str) -> WorkerProcess:
+    executor_id = f"replay-{uuid.uuid4().hex[:8]}"
+    return WorkerProcess(
+        url=url,
+        executor_id=executor_id,
+        app_version="v1",
+        queues=(INTENT_QUEUE,),
+        log_path=tmp_path / "logs" / f"{executor_id}.log",
+        extra_args=("--compiler", "replay"),
+        extra_env={"SISU_HOME": str(tmp_path / "home"), "SISU_REPLAY_FROM": source},
+        clean_env=True,
+    ).start()
+
+
+def compile_output(url: str, run_id: str) -> dict[str, Any]:
+    [row] = rows(
+        url,
+        "SELECT output FROM app.run_steps WHERE run_id = %s AND step_id = 'CompileST' "
+        "AND phase = 'succeeded'",
+        (run_id,),
+    )
+    output: dict[str, Any] = row["output"]
+    return output
+
+
+def test_replay_reproduces_a_run_offline_from_its_recorded_calls(
+    db_url: str, tmp_path: Path
+) -> None:
+    env = sisu_env_for(db_url, tmp_path / "cli")
+    with FakeOpenAI(respond=plan_answer, api_key=KEY) as fake:
+        worker = llm_worker(db_url, tmp_path, fake)
+        try:
+            wait_worker_ready(db_url, worker)
+            with fast_backend(db_url) as b:
+                original = start_intent(b, "greet the world")
+            wait_run_done(db_url, original, worker=worker, timeout=60)
+        finally:
+            worker.stop()
+    exported = run_sisu(["run", "calls", original, "--json"], env)
+    assert exported.exit_code == 0, exported.stderr
+    calls_file = tmp_path / "calls.json"
+    calls_file.write_text(exported.stdout)
+
+    # The model server is gone: the replay serves the recorded responses, from the file and
+    # from the run id alike.
+    for source in (str(calls_file), original):
+        worker = replay_worker(db_url, tmp_path, source)
+        try:
+            wait_worker_ready(db_url, worker)
+            with fast_backend(db_url) as b:
+                again = start_intent(b, "greet the world")
+            wait_run_done(db_url, again, worker=worker, timeout=60)
+        finally:
+            worker.stop()
+        replayed, first = compile_output(db_url, again), compile_output(db_url, original)
+        assert {k: v for k, v in replayed.items() if k != "model"} == {
+            **{k: v for k, v in first.items() if k != "model"},
+            "compiler": "replay",
+        }
+        assert rows(
+            db_url, "SELECT compiler, error FROM app.opencode_calls WHERE run_id = %s", (again,)
+        ) == [{"compiler": "replay", "error": None}]
+
+
+def test_replay_without_a_usable_source_exits_2_naming_the_variable(
+    sisu_env: dict[str, str],
+) -> None:
+    missing = run_sisu(["worker", "--compiler", "replay", "--admin-port", "0"], sisu_env)
+    assert missing.exit_code == 2
+    assert "SISU_REPLAY_FROM" in missing.stderr.splitlines()[0]
+    unknown_run = run_sisu(
+        ["worker", "--compiler", "replay", "--admin-port", "0"],
+        {**sisu_env, "SISU_REPLAY_FROM": "no-such-run"},
+    )
+    assert unknown_run.exit_code == 2
+    assert "SISU_REPLAY_FROM" in unknown_run.stderr.splitlines()[0]

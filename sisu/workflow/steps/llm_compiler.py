@@ -96,7 +96,7 @@ class PlanOut(BaseModel):
     question: str | None = None
 
 
-def plan_from(out: PlanOut, request: dict[str, Any], model: str) -> dict[str, Any]:
+def plan_from(out: PlanOut, request: dict[str, Any], compiler: str, model: str) -> dict[str, Any]:
     """The plan dict the later steps read, in the built-in compiler's contract."""
     plan_id = hashlib.sha256(out.model_dump_json().encode()).hexdigest()[:16]
     nodes: list[dict[str, Any]] = [
@@ -121,7 +121,7 @@ def plan_from(out: PlanOut, request: dict[str, Any], model: str) -> dict[str, An
             },
         )
     return {
-        "compiler": "llm",
+        "compiler": compiler,
         "model": model,
         "planId": plan_id,
         "summary": out.summary,
@@ -154,7 +154,10 @@ def is_transient_model_error(exc: BaseException) -> bool:
     )
 
 
-def _build_model(cfg: LlmConfig, url: str) -> Model:
+def _openai_model(cfg: LlmConfig) -> Model:
+    """The configured model, one client per event loop: each DBOS workflow thread runs the
+    agent on a loop of its own, and a pooled HTTP connection belongs to the loop that opened
+    it (one shared client failed every second run)."""
     from pydantic_ai.models import Model as ModelBase
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.models.wrapper import WrapperModel
@@ -169,9 +172,6 @@ def _build_model(cfg: LlmConfig, url: str) -> Model:
         )
 
     class PerLoopModel(WrapperModel):
-        """One client per event loop: each DBOS workflow thread runs the agent on a loop of its
-        own, and a pooled HTTP connection belongs to the loop that opened it."""
-
         def __init__(self) -> None:
             super().__init__(make())
             self._per_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, ModelBase] = (
@@ -183,10 +183,15 @@ def _build_model(cfg: LlmConfig, url: str) -> Model:
             model = self._per_loop.get(loop) or self._per_loop.setdefault(loop, make())
             return await model.request(messages, model_settings, params)
 
-    class RecordingModel(WrapperModel):
-        """Records each request in `app.opencode_calls` after it ended, inside its DBOS step:
-        no connection is held while the model thinks."""
+    return PerLoopModel()
 
+
+def _recording(inner: Model, url: str, *, compiler: str, label: str) -> Model:
+    """`inner`, recording each request in `app.opencode_calls` after it ended, inside its DBOS
+    step: no connection is held while the model thinks."""
+    from pydantic_ai.models.wrapper import WrapperModel
+
+    class RecordingModel(WrapperModel):
         async def request(self, messages: Any, model_settings: Any, params: Any) -> Any:
             from dbos import DBOS
             from pydantic_ai.messages import ModelMessagesTypeAdapter
@@ -204,7 +209,8 @@ def _build_model(cfg: LlmConfig, url: str) -> Model:
                     url,
                     {
                         "run_id": DBOS.workflow_id,
-                        "model": cfg.model,
+                        "compiler": compiler,
+                        "model": label,
                         "request": json.loads(ModelMessagesTypeAdapter.dump_json(messages)),
                         "response": (
                             json.loads(ModelMessagesTypeAdapter.dump_json([response]))[0]
@@ -218,7 +224,7 @@ def _build_model(cfg: LlmConfig, url: str) -> Model:
                     },
                 )
 
-    return RecordingModel(PerLoopModel())
+    return RecordingModel(inner)
 
 
 async def _record(url: str, row: dict[str, Any]) -> None:
@@ -230,7 +236,6 @@ async def _record(url: str, row: dict[str, Any]) -> None:
     params = {
         **row,
         "step_id": STEP_ID,
-        "compiler": "llm",
         "request": Jsonb(row["request"]),
         "response": Jsonb(row["response"]) if row["response"] is not None else None,
         "error": Jsonb(row["error"]) if row["error"] is not None else None,
@@ -243,14 +248,22 @@ class LlmCompiler:
     """Plans outside any transaction, in the workflow: `draft()` runs the agent, whose model
     requests are DBOS steps; CompileST then commits the plan."""
 
-    name = "llm"
     plans_outside = True
 
-    def __init__(self, cfg: LlmConfig, url: str, *, max_attempts: int, backoff: float) -> None:
+    def __init__(
+        self,
+        inner: Model,
+        url: str,
+        *,
+        name: str,
+        label: str,
+        max_attempts: int,
+        backoff: float,
+    ) -> None:
         from pydantic_ai import Agent
         from pydantic_ai.durable_exec.dbos import DBOSDurability, StepConfig
 
-        self.cfg = cfg
+        self.name, self.label = name, label
         step_config = cast(
             StepConfig,
             {
@@ -263,7 +276,7 @@ class LlmCompiler:
         )
         # Built before DBOS launches: recovery at launch may call it at once.
         self.agent: Agent[None, PlanOut] = Agent(
-            _build_model(cfg, url),
+            _recording(inner, url, compiler=name, label=label),
             name=AGENT_NAME,
             output_type=PlanOut,
             instructions=INSTRUCTIONS,
@@ -294,21 +307,32 @@ class LlmCompiler:
         except DBOSMaxStepRetriesExceeded as exc:
             last = exc.errors[-1] if exc.errors else exc
             raise RetriesExhausted(
-                f"{STEP_ID}: model {self.cfg.model} failed {len(exc.errors)} time(s), last: "
+                f"{STEP_ID}: model {self.label} failed {len(exc.errors)} time(s), last: "
                 f"{type(last).__name__}: {last}"
             ) from exc
         except UnexpectedModelBehavior as exc:
-            raise InvalidPlan(f"model {self.cfg.model} returned no valid plan: {exc}") from exc
+            raise InvalidPlan(f"model {self.label} returned no valid plan: {exc}") from exc
         except Exception as exc:
-            raise StepError(_permanent_message(self.cfg, exc)) from exc
-        return plan_from(result.output, request, self.cfg.model)
+            raise StepError(_permanent_message(self.label, exc)) from exc
+        return plan_from(result.output, request, self.name, self.label)
 
 
-def _permanent_message(cfg: LlmConfig, exc: Exception) -> str:
+def _permanent_message(model: str, exc: Exception) -> str:
     from pydantic_ai.exceptions import ModelAuthenticationError, ModelNotFoundError
 
     if isinstance(exc, ModelAuthenticationError):
-        return f"model {cfg.model} refused the key: set SISU_LLM_API_KEY ({exc})"
+        return f"model {model} refused the key: set SISU_LLM_API_KEY ({exc})"
     if isinstance(exc, ModelNotFoundError):
-        return f"model {cfg.model} is unknown to the server: set SISU_LLM_MODEL ({exc})"
-    return f"model {cfg.model}: {type(exc).__name__}: {exc}"
+        return f"model {model} is unknown to the server: set SISU_LLM_MODEL ({exc})"
+    return f"model {model}: {type(exc).__name__}: {exc}"
+
+
+def llm_compiler(cfg: LlmConfig, url: str, *, max_attempts: int, backoff: float) -> LlmCompiler:
+    return LlmCompiler(
+        _openai_model(cfg),
+        url,
+        name="llm",
+        label=cfg.model,
+        max_attempts=max_attempts,
+        backoff=backoff,
+    )
