@@ -4,6 +4,7 @@ it was checked, and the command that fixes it."""
 from __future__ import annotations
 
 import json
+import os
 import urllib.request
 from typing import Any
 
@@ -334,6 +335,51 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
     return found
 
 
+def _model(s: Settings) -> Finding:
+    """With SISU_COMPILER=llm: the configured model server answers, knows the model, and takes
+    the key (the server's model list: one cheap request, no tokens spent)."""
+    from sisu.errors import ValidationFailed
+    from sisu.workflow.steps.llm_compiler import config_from
+
+    key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
+    try:
+        cfg = config_from(s.llm_model, s.llm_base_url, key)
+    except ValidationFailed as exc:
+        return Finding(
+            name="model", ok=False, symptom=exc.message, check="SISU_LLM_MODEL",
+            fix="set SISU_LLM_MODEL=provider:name",
+        )  # fmt: skip
+    import openai
+
+    where = cfg.base_url or "the provider's API"
+    client = openai.OpenAI(
+        base_url=cfg.base_url,
+        api_key=cfg.api_key or os.environ.get("OPENAI_API_KEY") or "none",
+        max_retries=0,
+        timeout=5,
+    )
+    check = f"GET {where}/models"
+    try:
+        listed = [m.id for m in client.models.list()]
+    except openai.AuthenticationError:
+        return Finding(name="model", ok=False, symptom=f"{where} refused the key",
+                       check=check, fix="set SISU_LLM_API_KEY")  # fmt: skip
+    except openai.OpenAIError as exc:
+        return Finding(
+            name="model", ok=False, symptom=f"{where} does not answer: {type(exc).__name__}",
+            check=check, fix="start the model server, or set SISU_LLM_BASE_URL",
+        )  # fmt: skip
+    if cfg.model_name not in listed:
+        return Finding(
+            name="model", ok=False,
+            symptom=f"{where} does not list model {cfg.model_name!r}",
+            check=check, fix=f"set SISU_LLM_MODEL to one of: {', '.join(listed[:10])}",
+            detail={"models": listed[:50]},
+        )  # fmt: skip
+    return Finding(name="model", ok=True, symptom=f"model {cfg.model} answers at {where}",
+                   check=check, fix=None)  # fmt: skip
+
+
 def _policy() -> Finding:
     from pathlib import Path
 
@@ -364,6 +410,8 @@ def diagnose(
             findings.append(_run_state(url, run_id))
     if api:
         findings.append(_shim(api))
+    if s.compiler == "llm":
+        findings.append(_model(s))
     findings.extend(_ports(s, url if reachable else None))
     findings.append(_policy())
     return DoctorReport(ok=all(f.ok for f in findings), findings=findings)

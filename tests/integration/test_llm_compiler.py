@@ -308,3 +308,30 @@ def test_replay_without_a_usable_source_exits_2_naming_the_variable(
     )
     assert unknown_run.exit_code == 2
     assert "SISU_REPLAY_FROM" in unknown_run.stderr.splitlines()[0]
+
+
+def test_doctor_checks_that_the_configured_model_answers(
+    sisu_env: dict[str, str], fake: FakeOpenAI
+) -> None:
+    from tests.runloop_support import free_port
+
+    def model_finding(**env: str) -> dict[str, Any]:
+        llm_env = {**sisu_env, "SISU_COMPILER": "llm", "SISU_LLM_API_KEY": KEY, **env}
+        result = run_sisu(["doctor", "--json"], llm_env)
+        [found] = [f for f in result.json()["findings"] if f["name"] == "model"]
+        return found
+
+    ok = model_finding(SISU_LLM_MODEL="openai:fake-model", SISU_LLM_BASE_URL=fake.base_url)
+    assert (ok["ok"], ok["fix"]) == (True, None)
+    unknown = model_finding(SISU_LLM_MODEL="openai:nosuch", SISU_LLM_BASE_URL=fake.base_url)
+    assert unknown["ok"] is False
+    assert unknown["fix"] == "set SISU_LLM_MODEL to one of: fake-model"
+    down = model_finding(
+        SISU_LLM_MODEL="openai:fake-model", SISU_LLM_BASE_URL=f"http://127.0.0.1:{free_port()}/v1"
+    )
+    assert down["ok"] is False
+    assert "SISU_LLM_BASE_URL" in down["fix"]
+    unset = model_finding()
+    assert (unset["ok"], unset["fix"]) == (False, "set SISU_LLM_MODEL=provider:name")
+    # The key is never printed.
+    assert KEY not in json.dumps([ok, unknown, down, unset])
