@@ -116,6 +116,18 @@ def test_a_model_plans_the_run_and_every_request_is_recorded(
         {"k": f"%{KEY}%"},
     )
     assert dumped == [{"n": 0}]
+    like = {"k": f"%{KEY}%"}
+    for table, columns in (
+        ("dbos.operation_outputs", ("output", "error")),
+        ("dbos.workflow_status", ("inputs", "output", "error")),
+        ("app.runs", ("error::text",)),
+        ("app.run_steps", ("output::text", "error::text")),
+    ):
+        where = " OR ".join(f"{c} LIKE %(k)s" for c in columns)
+        assert rows(db_url, f"SELECT count(*)::int AS n FROM {table} WHERE {where}", like) == [
+            {"n": 0}
+        ], table
+    assert KEY not in worker.log_path.read_text()
     view = run_sisu(["run", "show", run_id, "--json"], sisu_env_for(db_url, tmp_path / "cli"))
     assert view.json()["compiler"] == {
         "name": "llm",
