@@ -42,25 +42,34 @@ def fake() -> Iterator[FakeOpenAI]:
         yield server
 
 
-def llm_worker(url: str, tmp_path: Path, fake: FakeOpenAI, **env: str) -> WorkerProcess:
-    executor_id = f"llm-{uuid.uuid4().hex[:8]}"
+def compiler_worker(url: str, tmp_path: Path, compiler: str, env: dict[str, str]) -> WorkerProcess:
+    """A real worker with `--compiler COMPILER`, started from a clean environment plus `env`."""
+    executor_id = f"{compiler}-{uuid.uuid4().hex[:8]}"
     return WorkerProcess(
         url=url,
         executor_id=executor_id,
         app_version="v1",
         queues=(INTENT_QUEUE,),
         log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=("--compiler", "llm"),
-        extra_env={
-            "SISU_HOME": str(tmp_path / "home"),
+        extra_args=("--compiler", compiler),
+        extra_env={"SISU_HOME": str(tmp_path / "home"), **env},
+        clean_env=True,
+    ).start()
+
+
+def llm_worker(url: str, tmp_path: Path, fake: FakeOpenAI, **env: str) -> WorkerProcess:
+    return compiler_worker(
+        url,
+        tmp_path,
+        "llm",
+        {
             "SISU_LLM_MODEL": "openai:fake-model",
             "SISU_LLM_BASE_URL": fake.base_url,
             "SISU_LLM_API_KEY": KEY,
             "SISU_STEP_BACKOFF_SECONDS": "0.05",
             **env,
         },
-        clean_env=True,
-    ).start()
+    )
 
 
 def calls(url: str, run_id: str) -> list[dict[str, Any]]:
@@ -245,17 +254,7 @@ def test_a_plan_with_a_question_waits_for_a_human(
 
 
 def replay_worker(url: str, tmp_path: Path, source: str) -> WorkerProcess:
-    executor_id = f"replay-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=("--compiler", "replay"),
-        extra_env={"SISU_HOME": str(tmp_path / "home"), "SISU_REPLAY_FROM": source},
-        clean_env=True,
-    ).start()
+    return compiler_worker(url, tmp_path, "replay", {"SISU_REPLAY_FROM": source})
 
 
 def compile_output(url: str, run_id: str) -> dict[str, Any]:

@@ -23,6 +23,21 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
+def approval_node(question: str, constraints: dict[str, Any]) -> dict[str, Any]:
+    """The plan node that makes a run wait for a human answer (every compiler's)."""
+    timeout = constraints.get("inputTimeoutSeconds", DEFAULT_INPUT_TIMEOUT_SECONDS)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        timeout = DEFAULT_INPUT_TIMEOUT_SECONDS
+    return {
+        "id": "n1a",
+        "kind": "approval",
+        "label": "wait for a human answer",
+        "question": question,
+        "schema": ANSWER_SCHEMA,
+        "timeoutSeconds": timeout,
+    }
+
+
 class BuiltinCompiler:
     name = "builtin"
 
@@ -39,21 +54,7 @@ class BuiltinCompiler:
             {"id": "n3", "kind": "io", "label": "deliver the tasks"},
         ]
         if _ASKS.search(goal):
-            constraints: dict[str, Any] = request.get("constraints") or {}
-            timeout = constraints.get("inputTimeoutSeconds", DEFAULT_INPUT_TIMEOUT_SECONDS)
-            if not isinstance(timeout, int | float) or timeout <= 0:
-                timeout = DEFAULT_INPUT_TIMEOUT_SECONDS
-            nodes.insert(
-                1,
-                {
-                    "id": "n1a",
-                    "kind": "approval",
-                    "label": "wait for a human answer",
-                    "question": goal,
-                    "schema": ANSWER_SCHEMA,
-                    "timeoutSeconds": timeout,
-                },
-            )
+            nodes.insert(1, approval_node(goal, request.get("constraints") or {}))
         plan_doc = "\n".join(
             [f"# Plan {plan_id}", "", f"Goal: {goal}", ""]
             + [f"- {n['id']} ({n['kind']}): {n['label']}" for n in nodes]

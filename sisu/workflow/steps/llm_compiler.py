@@ -21,7 +21,7 @@ from weakref import WeakKeyDictionary
 from pydantic import BaseModel, Field
 
 from sisu.errors import ValidationFailed
-from sisu.workflow.steps.compiler import ANSWER_SCHEMA, DEFAULT_INPUT_TIMEOUT_SECONDS, MAX_TASKS
+from sisu.workflow.steps.compiler import MAX_TASKS, approval_node
 from sisu.workflow.steps.errors import (
     BudgetExceeded,
     InvalidPlan,
@@ -105,21 +105,7 @@ def plan_from(out: PlanOut, request: dict[str, Any], compiler: str, model: str) 
         {"id": "n3", "kind": "io", "label": "deliver the tasks"},
     ]
     if out.question:
-        constraints = request.get("constraints") or {}
-        timeout = constraints.get("inputTimeoutSeconds", DEFAULT_INPUT_TIMEOUT_SECONDS)
-        if not isinstance(timeout, int | float) or timeout <= 0:
-            timeout = DEFAULT_INPUT_TIMEOUT_SECONDS
-        nodes.insert(
-            1,
-            {
-                "id": "n1a",
-                "kind": "approval",
-                "label": "wait for a human answer",
-                "question": out.question,
-                "schema": ANSWER_SCHEMA,
-                "timeoutSeconds": timeout,
-            },
-        )
+        nodes.insert(1, approval_node(out.question, request.get("constraints") or {}))
     return {
         "compiler": compiler,
         "model": model,
