@@ -72,6 +72,9 @@ class Failover(threading.Thread):
                     )
         return recovered
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self.join(timeout=5)

@@ -95,13 +95,21 @@ class Heartbeat(threading.Thread):
             try:
                 if conn is None or conn.closed:
                     conn = psycopg.connect(self.url, autocommit=True, connect_timeout=5)
-                params["active_workflows"] = self.active()
+                params["active_workflows"] = self._active_or_last(params)
                 conn.execute(q("worker_heartbeat"), params)
             except psycopg.Error as exc:
                 log.warning("heartbeat failed (will retry): %s", " ".join(str(exc).split()))
                 conn = None
         if conn is not None:
             conn.close()
+
+    def _active_or_last(self, params: dict[str, object]) -> object:
+        """The workflows running now; while DBOS shuts down (and can no longer say), the last
+        list: the beat itself must go on, or peers take a stopping worker for dead."""
+        try:
+            return self.active()
+        except Exception:
+            return params.get("active_workflows", [])
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -199,6 +199,9 @@ def run(opts: WorkerOptions) -> int:
     stop.wait()
     log.info("worker %s stopping", opts.executor_id)
     admin_server.shutdown()
+    # Both background sweeps are told at once, then waited for: a stop is not two timeouts long.
+    for sweeper in (watcher, resumer):
+        sweeper.request_stop()
     watcher.stop()
     resumer.stop()
     # Graceful: DBOS stops dequeuing first, then waits up to the grace period for the

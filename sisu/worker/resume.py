@@ -66,6 +66,9 @@ class Resumer(threading.Thread):
             )
         return resumed
 
-    def stop(self) -> None:
+    def request_stop(self) -> None:
         self._stop_event.set()
+
+    def stop(self) -> None:
+        self.request_stop()
         self.join(timeout=5)
