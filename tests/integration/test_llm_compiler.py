@@ -72,6 +72,23 @@ def llm_worker(url: str, tmp_path: Path, fake: FakeOpenAI, **env: str) -> Worker
     )
 
 
+def run_on(
+    worker: WorkerProcess, url: str, goal: str, want: str = "succeeded", **intent: Any
+) -> str:
+    """One intent run on `worker` until its run is `want`; the worker is stopped afterwards."""
+    try:
+        wait_worker_ready(url, worker)
+        with fast_backend(url) as b:
+            run_id = start_intent(b, goal, **intent)
+        if want == "succeeded":
+            wait_run_done(url, run_id, worker=worker, timeout=60)
+        else:
+            wait_run_status(url, run_id, want, worker=worker, timeout=60)
+    finally:
+        worker.stop()
+    return run_id
+
+
 def calls(url: str, run_id: str) -> list[dict[str, Any]]:
     return rows(
         url,
@@ -85,13 +102,7 @@ def test_a_model_plans_the_run_and_every_request_is_recorded(
     db_url: str, tmp_path: Path, fake: FakeOpenAI
 ) -> None:
     worker = llm_worker(db_url, tmp_path, fake)
-    try:
-        wait_worker_ready(db_url, worker)
-        with fast_backend(db_url) as b:
-            run_id = start_intent(b, "greet the world", inputs={"who": "world"})
-        wait_run_done(db_url, run_id, worker=worker, timeout=60)
-    finally:
-        worker.stop()
+    run_id = run_on(worker, db_url, "greet the world", inputs={"who": "world"})
 
     recorded = calls(db_url, run_id)
     assert len(recorded) == fake.chat_count == 1
@@ -151,14 +162,7 @@ def test_a_rate_limited_request_is_retried_and_each_attempt_recorded(
     db_url: str, tmp_path: Path, fake: FakeOpenAI
 ) -> None:
     fake.fail_first(1, 429)
-    worker = llm_worker(db_url, tmp_path, fake)
-    try:
-        wait_worker_ready(db_url, worker)
-        with fast_backend(db_url) as b:
-            run_id = start_intent(b, "plan despite a rate limit")
-        wait_run_done(db_url, run_id, worker=worker, timeout=60)
-    finally:
-        worker.stop()
+    run_id = run_on(llm_worker(db_url, tmp_path, fake), db_url, "plan despite a rate limit")
     recorded = calls(db_url, run_id)
     assert fake.chat_count == len(recorded) == 2
     assert recorded[0]["error"]["code"] == "ModelRateLimitError"
@@ -168,14 +172,12 @@ def test_a_rate_limited_request_is_retried_and_each_attempt_recorded(
 def test_a_refused_key_fails_the_run_with_a_message_naming_the_fix(
     db_url: str, tmp_path: Path, fake: FakeOpenAI
 ) -> None:
-    worker = llm_worker(db_url, tmp_path, fake, SISU_LLM_API_KEY="sk-wrong")
-    try:
-        wait_worker_ready(db_url, worker)
-        with fast_backend(db_url) as b:
-            run_id = start_intent(b, "plan with a wrong key")
-        wait_run_status(db_url, run_id, "failed", worker=worker, timeout=60)
-    finally:
-        worker.stop()
+    run_id = run_on(
+        llm_worker(db_url, tmp_path, fake, SISU_LLM_API_KEY="sk-wrong"),
+        db_url,
+        "plan with a wrong key",
+        want="failed",
+    )
     [run] = rows(db_url, "SELECT error, next_action FROM app.runs WHERE id = %s", (run_id,))
     assert run["next_action"] is None
     assert run["error"]["step"] == "CompileST"
@@ -194,14 +196,13 @@ def test_a_run_over_its_request_budget_stops_for_repair(
         return tool_call_completion(output_tool_name(request), next(answers))
 
     fake.respond = respond
-    worker = llm_worker(db_url, tmp_path, fake)
-    try:
-        wait_worker_ready(db_url, worker)
-        with fast_backend(db_url) as b:
-            run_id = start_intent(b, "plan within one request", constraints={"maxModelRequests": 1})
-        wait_run_status(db_url, run_id, "failed", worker=worker, timeout=60)
-    finally:
-        worker.stop()
+    run_id = run_on(
+        llm_worker(db_url, tmp_path, fake),
+        db_url,
+        "plan within one request",
+        constraints={"maxModelRequests": 1},
+        want="failed",
+    )
     [run] = rows(db_url, "SELECT error, next_action FROM app.runs WHERE id = %s", (run_id,))
     assert (run["error"]["code"], run["next_action"]) == ("budget_exceeded", "REPAIR")
     assert fake.chat_count == 1
@@ -273,14 +274,7 @@ def test_replay_reproduces_a_run_offline_from_its_recorded_calls(
 ) -> None:
     env = sisu_env_for(db_url, tmp_path / "cli")
     with FakeOpenAI(respond=plan_answer, api_key=KEY) as fake:
-        worker = llm_worker(db_url, tmp_path, fake)
-        try:
-            wait_worker_ready(db_url, worker)
-            with fast_backend(db_url) as b:
-                original = start_intent(b, "greet the world")
-            wait_run_done(db_url, original, worker=worker, timeout=60)
-        finally:
-            worker.stop()
+        original = run_on(llm_worker(db_url, tmp_path, fake), db_url, "greet the world")
     exported = run_sisu(["run", "calls", original, "--json"], env)
     assert exported.exit_code == 0, exported.stderr
     calls_file = tmp_path / "calls.json"
@@ -289,14 +283,7 @@ def test_replay_reproduces_a_run_offline_from_its_recorded_calls(
     # The model server is gone: the replay serves the recorded responses, from the file and
     # from the run id alike.
     for source in (str(calls_file), original):
-        worker = replay_worker(db_url, tmp_path, source)
-        try:
-            wait_worker_ready(db_url, worker)
-            with fast_backend(db_url) as b:
-                again = start_intent(b, "greet the world")
-            wait_run_done(db_url, again, worker=worker, timeout=60)
-        finally:
-            worker.stop()
+        again = run_on(replay_worker(db_url, tmp_path, source), db_url, "greet the world")
         replayed, first = compile_output(db_url, again), compile_output(db_url, original)
         assert {k: v for k, v in replayed.items() if k != "model"} == {
             **{k: v for k, v in first.items() if k != "model"},
