@@ -47,3 +47,27 @@ class InvalidPlan(StepError):
     """The model returned no plan that validates, even after being told what was wrong."""
 
     code = "invalid_plan"
+
+
+class CommandFailed(StepError):
+    """The plan's test command exited non-zero in the sandbox; the message holds the exit code
+    and the output's tail. `sisu run retry` runs ExecuteST again in a rebuilt workspace."""
+
+    code = "command_failed"
+    next_action = "REPAIR"
+
+
+class CommandTimeout(StepError):
+    """The plan's test command outran constraints.timeoutSeconds; its process group was
+    killed."""
+
+    code = "command_timeout"
+    next_action = "REPAIR"
+
+
+class DeliveryRejected(StepError):
+    """The webhook receiver answered a delivery with a 4xx other than 408/429: retrying the
+    same request would get the same answer until the receiver is fixed."""
+
+    code = "delivery_rejected"
+    next_action = "REPAIR"
