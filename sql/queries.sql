@@ -92,15 +92,17 @@ ORDER BY started_at DESC
 LIMIT 1;
 
 -- name: insert_intent
-INSERT INTO app.intents (id, goal, inputs, constraints, connectors)
-VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s);
+INSERT INTO app.intents (id, goal, inputs, constraints, connectors, repo, ref, commit_sha)
+VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s, %(repo)s, %(ref)s,
+        %(commit_sha)s);
 
 -- name: insert_intent_idempotent
 -- With an Idempotency-Key: a concurrent insert of the same key waits for the first one and then
 -- does nothing (no row returned); the caller reads the winner with intent_by_idempotency_key.
-INSERT INTO app.intents (id, goal, inputs, constraints, connectors, idempotency_key, request_hash)
-VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s, %(idempotency_key)s,
-        %(request_hash)s)
+INSERT INTO app.intents (id, goal, inputs, constraints, connectors, repo, ref, commit_sha,
+                         idempotency_key, request_hash)
+VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s, %(repo)s, %(ref)s,
+        %(commit_sha)s, %(idempotency_key)s, %(request_hash)s)
 ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
@@ -111,7 +113,7 @@ SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_k
 SELECT id, constraints FROM app.intents WHERE id = %(id)s FOR UPDATE;
 
 -- name: get_intent
-SELECT id, goal, inputs, constraints, connectors, created_at
+SELECT id, goal, inputs, constraints, connectors, repo, ref, commit_sha, created_at
 FROM app.intents WHERE id = %(id)s;
 
 -- name: insert_run
@@ -190,6 +192,12 @@ FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
 SELECT id, step_id, compiler, model, attempt, request, response, error, input_tokens,
        output_tokens, latency_ms, created_at
 FROM app.opencode_calls WHERE run_id = %(run_id)s ORDER BY id;
+
+-- name: run_patch
+-- The diff ApplyPatchST recorded for a run (`sisu run patch`, GET /runs/{id}/patch).
+SELECT inline FROM app.artifacts
+WHERE run_id = %(run_id)s AND step_id = 'ApplyPatchST' AND kind = 'patch'
+ORDER BY idx DESC LIMIT 1;
 
 -- name: run_compiler_summary
 -- Which compiler and model planned a run (its latest call), and what its calls cost.
@@ -356,6 +364,8 @@ WHERE (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
    OR (r.status = 'failed' AND w.status = 'ERROR')
    OR (r.status = 'retries_exceeded' AND w.status IN ('ERROR', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'))
    OR (r.status = 'canceled' AND w.status = 'CANCELLED')
+   -- A change rejected at its approval gate: the workflow ended normally, the run is canceled.
+   OR (r.status = 'canceled' AND w.status = 'SUCCESS' AND r.error->>'code' = 'rejected')
    OR (r.status IN ('succeeded', 'failed', 'retries_exceeded') AND w.status = 'PENDING'
        AND r.updated_at > now() - interval '1 minute'), false)
 ORDER BY r.id;

@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sisu import __version__
@@ -239,6 +239,19 @@ def create_app(
     def list_calls(run_id: RunId) -> Response:
         calls = views.list_calls(backend, run_id)
         return _json("[" + ",".join(c.to_json() for c in calls) + "]")
+
+    @app.get(
+        "/runs/{run_id}/patch",
+        response_class=PlainTextResponse,
+        responses={
+            **_errors(400, 404, 409),
+            200: {"content": {"text/x-diff": {}}, "description": "The run's unified diff."},
+        },
+    )
+    def get_patch(run_id: RunId) -> Response:
+        """The run's change as a unified diff against its intent's commit: it applies with
+        `git apply` on the repository at that commit."""
+        return Response(views.run_patch(backend, run_id), media_type="text/x-diff")
 
     @app.get("/runs", response_model=list[RunSummary], responses=_errors(400))
     def list_runs(

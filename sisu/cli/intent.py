@@ -70,6 +70,18 @@ def create(
     constraints: str = typer.Option(
         None, "--constraints", help="Constraints: a JSON object, or @file."
     ),
+    repo: str = typer.Option(
+        None,
+        "--repo",
+        help="A local git repository the run works on: its workspace is a checkout of it, and "
+        "`sisu run patch` gives the change as a diff. The repository itself is never modified.",
+    ),
+    ref: str = typer.Option(
+        None,
+        "--ref",
+        help="With --repo: the branch, tag or commit to work from (default HEAD), pinned to its "
+        "commit now.",
+    ),
     idempotency_key: str = typer.Option(
         None,
         "--idempotency-key",
@@ -91,6 +103,8 @@ def create(
             "goal": goal,
             "inputs": parse_json_arg(inputs, "inputs"),
             "constraints": parse_json_arg(constraints, "constraints"),
+            **({"repo": repo} if repo is not None else {}),
+            **({"ref": ref} if ref is not None else {}),
         },
     )
     with backend() as b:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import typer
@@ -105,27 +106,49 @@ def watch(
 @app.command()
 def event(
     run_id: str = typer.Argument(..., help="A run waiting for input."),
-    type_: str = typer.Option("input", "--type", help="Event type (input)."),
     payload: str = typer.Option(
-        ..., "--payload", help='The answer: JSON or @file, e.g. \'{"answer": "42"}\'.'
+        None, "--payload", help='The answer: JSON or @file, e.g. \'{"answer": "42"}\'.'
+    ),
+    approve: bool = typer.Option(
+        False, "--approve", help="Approve the change a run waits on at its approval gate."
+    ),
+    reject: bool = typer.Option(
+        False, "--reject", help="Reject the change at the approval gate: the run is canceled."
+    ),
+    reason: str = typer.Option(None, "--reason", help="Why, with --approve or --reject."),
+    type_: str = typer.Option(
+        None, "--type", help="Event type: input (an answer) or approval; implied by the flags."
     ),
     idempotency_key: str = typer.Option(
         None, "--idempotency-key", help="Deliveries with the same key are applied once."
     ),
     json: bool = JSON,
 ) -> None:
-    """Answer a run that waits for a human (status waiting_input)."""
+    """Answer a run that waits for a human (status waiting_input): --payload for a question,
+    --approve or --reject [--reason R] for an approval gate."""
     from sisu.cli._backend import backend
     from sisu.cli.intent import parse_json_arg, validate
     from sisu.contracts.runs import EventRequest
+    from sisu.errors import ValidationFailed
     from sisu.service import human
 
     _output.use_json(json)
+    if sum((payload is not None, approve, reject)) != 1:
+        raise ValidationFailed(
+            "give exactly one of --payload, --approve or --reject",
+            details=[
+                {"field": "payload", "type": "one_of", "options": ["payload", "approve", "reject"]}
+            ],
+        )
+    if payload is not None:
+        body = parse_json_arg(payload, "payload")
+    else:
+        body = {"approved": approve, **({"reason": reason} if reason is not None else {})}
     request = validate(
         EventRequest,
         {
-            "type": type_,
-            "payload": parse_json_arg(payload, "payload"),
+            "type": type_ or ("input" if payload is not None else "approval"),
+            "payload": body,
             "idempotency_key": idempotency_key,
         },
     )
@@ -137,6 +160,23 @@ def event(
         _output.info(
             f"event {'already delivered' if accepted.duplicate else 'accepted'} for run {run_id}"
         )
+
+
+@app.command()
+def patch(
+    run_id: str = typer.Argument(..., help="Run id (= intent id)."),
+) -> None:
+    """Print the run's change as a unified diff against its intent's commit; it applies with
+    `git apply` on the repository at that commit (GET /runs/{id}/patch)."""
+    from sisu.cli._backend import backend
+    from sisu.service import views
+
+    with backend() as b:
+        diff = views.run_patch(b, run_id)
+    if diff:
+        sys.stdout.write(diff)  # exactly the diff: `sisu run patch ID | git apply`
+    else:
+        _output.info(f"run {run_id} changed nothing")
 
 
 @app.command()

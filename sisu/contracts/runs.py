@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, Strict
+from pydantic import ConfigDict, Field, Strict, model_validator
 
 from sisu.contracts.base import WHOLE, Contract, JsonList, JsonObject, Text
 
@@ -18,6 +18,27 @@ NextAction = Literal["REPAIR", "INPUT"]
 STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
 
 
+def scripted_plan(inputs: dict[str, Any]) -> tuple[list[dict[str, str]] | None, str | None]:
+    """A scripted plan's files (`inputs.files`: [{path, content}]) and test command
+    (`inputs.testCommand`), checked: a CI job runs a known change without a model. Raises
+    ValueError saying what is wrong (the intent contract calls this before anything is
+    written)."""
+    files, command = inputs.get("files"), inputs.get("testCommand")
+    well_formed = isinstance(files, list) and all(
+        isinstance(f, dict)
+        and set(f) == {"path", "content"}
+        and isinstance(f["path"], str)
+        and f["path"]
+        and isinstance(f["content"], str)
+        for f in files
+    )
+    if files is not None and not well_formed:
+        raise ValueError("inputs.files must be a list of {path, content} with string values")
+    if command is not None and (not isinstance(command, str) or not command.strip()):
+        raise ValueError("inputs.testCommand must be a non-empty string")
+    return files, command
+
+
 class IntentCreate(Contract):
     """POST /intents"""
 
@@ -25,6 +46,19 @@ class IntentCreate(Contract):
     inputs: JsonObject = Field(default_factory=dict)
     constraints: JsonObject = Field(default_factory=dict)
     connectors: JsonList = Field(default_factory=list)
+    # A local git repository the run works on, and the ref (default HEAD) whose commit the
+    # intent pins at create time.
+    repo: Text | None = Field(default=None, min_length=1, max_length=4096)
+    ref: Text | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IntentCreate:
+        if self.ref is not None and self.repo is None:
+            raise ValueError("ref needs repo: a ref names a commit of the intent's repository")
+        scripted_plan(self.inputs)
+        if not isinstance(self.constraints.get("requireApproval", False), bool):
+            raise ValueError("constraints.requireApproval must be true or false")
+        return self
 
 
 class IntentCreated(Contract):
@@ -164,9 +198,10 @@ class ErrorBody(Contract):
 
 
 class EventRequest(Contract):
-    """POST /runs/{id}/events"""
+    """POST /runs/{id}/events: an `input` answers a run's question; an `approval`
+    ({"approved": bool, "reason"?}) approves or rejects a change at its approval gate."""
 
-    type: Literal["input"]
+    type: Literal["input", "approval"]
     payload: JsonObject
     idempotency_key: Text | None = Field(default=None, min_length=1, max_length=200)
 

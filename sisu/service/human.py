@@ -43,6 +43,17 @@ def send_event(backend: Backend, run_id: str, event: EventRequest) -> EventAccep
                 details={"runId": run_id, "status": run["status"], "expected": "waiting_input"},
             )
         card = cur.execute(q("question_card"), {"run_id": run_id}).fetchone()
+        expected = (card["inline"].get("eventType") if card else None) or "input"
+        if event.type != expected:
+            raise ValidationFailed(
+                f"run {run_id} waits for an {expected} event, not {event.type}"
+                + (
+                    " (sisu run event ID --approve, or --reject --reason R)"
+                    if expected == "approval"
+                    else ""
+                ),
+                details=[{"field": "type", "expected": expected, "input": event.type}],
+            )
         answer_schema = card["inline"]["schema"] if card else {"type": "object"}
         mismatches = schema.errors(event.payload, answer_schema)
         if mismatches:

@@ -15,6 +15,7 @@ from sisu.db.queries import q
 from sisu.errors import DuplicateRun, IdempotencyConflict, NotFound, ValidationFailed
 from sisu.service import policy
 from sisu.service.backend import Backend, Cursor
+from sisu.workspace import repos
 
 RUN_WORKFLOW = "RunIntentWF"  # sisu.workflow.wf.intent.NAME, by name: callers never import wf
 
@@ -61,6 +62,8 @@ def create_intent_once(
     the unique index: the second waits for the first to commit and then replays it."""
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
+    # Before any transaction: git runs here, and a repo that is not one writes nothing.
+    pinned = repos.pin(request.repo, request.ref) if request.repo is not None else None
     intent_id = str(uuid.uuid4())
     params = {
         "id": intent_id,
@@ -68,6 +71,9 @@ def create_intent_once(
         "inputs": Jsonb(request.inputs),
         "constraints": Jsonb(request.constraints),
         "connectors": Jsonb(request.connectors),
+        "repo": pinned.repo if pinned else None,
+        "ref": pinned.ref if pinned else None,
+        "commit_sha": pinned.commit if pinned else None,
     }
     if idempotency_key is None:
         with backend.transaction() as (_, cur):

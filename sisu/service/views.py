@@ -17,7 +17,7 @@ from sisu.contracts.runs import (
     StepView,
 )
 from sisu.db.queries import q
-from sisu.errors import NotFound, TimedOut, ValidationFailed
+from sisu.errors import InvalidState, NotFound, TimedOut, ValidationFailed
 from sisu.service.backend import Backend
 
 MAX_LIMIT = 1000
@@ -58,6 +58,21 @@ def list_calls(backend: Backend, run_id: str) -> list[CompilerCall]:
             raise NotFound(f"run {run_id} not found", details={"runId": run_id})
         rows = cur.execute(q("run_compiler_calls"), {"run_id": run_id}).fetchall()
     return [CompilerCall(**r) for r in rows]
+
+
+def run_patch(backend: Backend, run_id: str) -> str:
+    """The run's change as a unified diff against its intent's commit (an empty string when the
+    plan changed nothing); 404 for an unknown run, 409 before ApplyPatchST has succeeded."""
+    with backend.read() as cur:
+        if cur.execute(q("get_run"), {"id": run_id}).fetchone() is None:
+            raise NotFound(f"run {run_id} not found", details={"runId": run_id})
+        row = cur.execute(q("run_patch"), {"run_id": run_id}).fetchone()
+    if row is None:
+        raise InvalidState(
+            f"run {run_id} has no patch yet: its ApplyPatchST has not succeeded",
+            details={"runId": run_id},
+        )
+    return str(row["inline"]["diff"])
 
 
 def list_runs(backend: Backend, *, status: str | None, limit: int) -> list[RunSummary]:

@@ -8,6 +8,9 @@ import json
 import re
 from typing import Any
 
+from sisu.contracts.runs import scripted_plan
+from sisu.workflow.steps.errors import InvalidPlan
+
 MAX_TASKS = 100
 DEFAULT_INPUT_TIMEOUT_SECONDS = 24 * 3600
 # A goal that asks (the word "ask") needs a human answer before the decision.
@@ -38,6 +41,26 @@ def approval_node(question: str, constraints: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+APPROVAL_SCHEMA = {
+    "type": "object",
+    "properties": {"approved": {"type": "boolean"}, "reason": {"type": "string"}},
+    "required": ["approved"],
+}
+
+
+def approval_gate(constraints: dict[str, Any]) -> dict[str, Any]:
+    """The node `constraints.requireApproval` adds: after ApplyPatchST the run waits for an
+    `approval` event; a rejection cancels it."""
+    node = approval_node("Approve this change?", constraints)
+    node.update(
+        id="gate",
+        label="wait for approval of the change",
+        schema=APPROVAL_SCHEMA,
+        eventType="approval",
+    )
+    return node
+
+
 class BuiltinCompiler:
     name = "builtin"
 
@@ -55,16 +78,22 @@ class BuiltinCompiler:
         ]
         if _ASKS.search(goal):
             nodes.insert(1, approval_node(goal, request.get("constraints") or {}))
+        try:
+            files, test_command = scripted_plan(inputs)
+        except ValueError as exc:  # an intent created before the contract checked this
+            raise InvalidPlan(str(exc)) from exc
         plan_doc = "\n".join(
             [f"# Plan {plan_id}", "", f"Goal: {goal}", ""]
             + [f"- {n['id']} ({n['kind']}): {n['label']}" for n in nodes]
         )
-        return {
+        plan: dict[str, Any] = {
             "compiler": self.name,
             "planId": plan_id,
             "nodes": nodes,
             "patch": {
-                "files": [
+                "files": files
+                if files is not None
+                else [
                     {"path": "PLAN.md", "content": plan_doc + "\n"},
                     {
                         "path": "intent.json",
@@ -79,3 +108,6 @@ class BuiltinCompiler:
                 for i in range(task_count)
             ],
         }
+        if test_command is not None:
+            plan["testCommand"] = test_command
+        return plan

@@ -9,7 +9,6 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
 from typing import Any
 
 from dbos import DBOS
@@ -18,8 +17,10 @@ from psycopg.types.json import Jsonb
 from sisu.db import faults
 from sisu.db.queries import q
 from sisu.workflow.steps import datasource, drill_hooks, runtime
+from sisu.workflow.steps.compiler import approval_gate
 from sisu.workflow.steps.errors import StepError, TransientStepError
-from sisu.workflow.steps.ports import Delivery
+from sisu.workflow.steps.ports import Delivery, OutsideExecutor, Work
+from sisu.workspace import build
 
 Conn = datasource.Cursor
 log = logging.getLogger("sisu.steps")
@@ -113,13 +114,30 @@ def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
 
 
 def _compile_request(intent: dict[str, Any], run_id: str) -> dict[str, Any]:
-    return {
+    request = {
         "runId": run_id,
         "goal": intent["goal"],
         "inputs": intent["inputs"],
         "constraints": intent["constraints"],
         "connectors": intent["connectors"],
     }
+    if intent["repo"] is not None:  # a model compiler reads the repository at this commit
+        request["repo"] = intent["repo"]
+        request["commit"] = intent["commit_sha"]
+    return request
+
+
+def _settled(plan: dict[str, Any], intent: dict[str, Any]) -> dict[str, Any]:
+    """The compiler's plan plus what the intent fixes whatever the compiler says: the commit the
+    workspace starts from, and the approval gate `constraints.requireApproval` asks for."""
+    plan = dict(plan)
+    if intent["repo"] is not None:
+        plan["source"] = {"repo": intent["repo"], "commit": intent["commit_sha"]}
+    constraints = intent["constraints"] or {}
+    if constraints.get("requireApproval") is True and approval_node(plan) is None:
+        nodes = list(plan["nodes"])
+        plan["nodes"] = [*nodes[:1], approval_gate(constraints), *nodes[1:]]
+    return plan
 
 
 def plans_outside() -> bool:
@@ -157,10 +175,8 @@ def _load_compile_request(run_id: str) -> dict[str, Any]:
         return _compile_request(_intent(conn, run_id), run_id)
 
 
-# A step, so that a replay of the workflow does not record the failure again.
-@DBOS.step(name="RecordCompileFailureST")
 def _record_draft_failure(run_id: str, error: dict[str, Any]) -> None:
-    _record_failed_attempt(run_id, "CompileST", datetime.now(UTC), error)
+    _record_outside_failure(run_id, "CompileST", error)
 
 
 def compile_st(run_id: str, draft: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -169,9 +185,10 @@ def compile_st(run_id: str, draft: dict[str, Any] | None = None) -> dict[str, An
     as it is."""
 
     def body(conn: Conn) -> dict[str, Any]:
+        intent = _intent(conn, run_id)
         if draft is not None:
-            return draft
-        request = _compile_request(_intent(conn, run_id), run_id)
+            return _settled(draft, intent)
+        request = _compile_request(intent, run_id)
         compiler = runtime.get().compiler
         asked = time.monotonic()
         plan = compiler.compile(request)
@@ -190,46 +207,70 @@ def compile_st(run_id: str, draft: dict[str, Any] | None = None) -> dict[str, An
                 "error": None,
             },
         )
-        return plan
+        return _settled(plan, intent)
 
     return dict(_run_step(run_id, "CompileST", body))
 
 
-def _workspace_path(root: Path, relative: str) -> Path:
-    rel = PurePosixPath(relative)
-    if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-        raise StepError(f"patch path {relative!r} escapes the workspace")
-    return root.joinpath(*rel.parts)
+def _rebuild(run_id: str, plan: dict[str, Any]) -> build.Built:
+    """The run's workspace from scratch: the pinned commit (or nothing) plus the plan's files."""
+    source = plan.get("source") or {}
+    try:
+        return build.rebuild(
+            runtime.get().workspaces / run_id,
+            plan["patch"]["files"],
+            repo=source.get("repo"),
+            commit=source.get("commit"),
+        )
+    except build.WorkspaceError as exc:
+        raise StepError(str(exc)) from exc
 
 
 def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
-    """ApplyPatchST: write the patch's files into the run's workspace; each is an artifact.
-    Rewriting a file with the same content is harmless, so a replay after a crash is safe."""
+    """ApplyPatchST: build the run's workspace — a checkout of the intent's commit, or an empty
+    folder — and write the plan's files into it; each file, and the diff against the commit
+    (`sisu run patch`), is an artifact. Building happens before the transaction (a checkout is a
+    command, and no connection waits on it) and from scratch, so a re-execution after a crash
+    builds the same tree."""
+    started_at = datetime.now(UTC)
+    try:
+        built = _rebuild(run_id, plan)
+    except StepError as exc:
+        _record_failed_attempt(run_id, "ApplyPatchST", started_at, exc.as_error("ApplyPatchST"))
+        raise
 
     def body(conn: Conn) -> dict[str, Any]:
-        root = runtime.get().workspaces / run_id
-        files, artifacts = [], []
-        for idx, item in enumerate(plan["patch"]["files"]):
-            path = _workspace_path(root, item["path"])
-            data = item["content"].encode()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            digest = _sha256(data)
-            artifacts.append(
-                {
-                    "run_id": run_id,
-                    "step_id": "ApplyPatchST",
-                    "idx": idx,
-                    "kind": "file",
-                    "uri": path.as_uri(),
-                    "inline": None,
-                    "sha256": digest,
-                }
-            )
-            files.append({"path": item["path"], "sha256": digest})
+        artifacts = [
+            {
+                "run_id": run_id,
+                "step_id": "ApplyPatchST",
+                "idx": idx,
+                "kind": "file",
+                "uri": (built.root / item["path"]).as_uri(),
+                "inline": None,
+                "sha256": item["sha256"],
+            }
+            for idx, item in enumerate(built.files)
+        ]
+        patch = {"diff": built.diff, "stat": built.stat, "source": plan.get("source")}
+        artifacts.append(
+            {
+                "run_id": run_id,
+                "step_id": "ApplyPatchST",
+                "idx": len(built.files),
+                "kind": "patch",
+                "uri": None,
+                "inline": Jsonb(patch),
+                "sha256": _sha256(built.diff.encode()),
+            }
+        )
         # psycopg pipelines executemany: one round trip for all the files.
         conn.executemany(q("insert_artifact"), artifacts)
-        return {"workspace": str(root), "files": files}
+        return {
+            "workspace": str(built.root),
+            "files": [{"path": f["path"], "sha256": f["sha256"]} for f in built.files],
+            "stat": built.stat,
+        }
 
     return dict(_run_step(run_id, "ApplyPatchST", body))
 
@@ -238,9 +279,12 @@ def approval_node(plan: dict[str, Any]) -> dict[str, Any] | None:
     return next((n for n in plan["nodes"] if n["kind"] == "approval"), None)
 
 
-def await_input_st(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
+def await_input_st(
+    run_id: str, node: dict[str, Any], plan: dict[str, Any], applied: dict[str, Any]
+) -> dict[str, Any]:
     """Put the run in `waiting_input` with a question card artifact; the workflow then waits
-    durably for the human event. Bookkeeping, not one of the four stable steps."""
+    durably for the human event. Bookkeeping, not one of the four stable steps. An approval
+    gate's card also holds what is being approved: the plan's summary and the diff's stat."""
 
     def transaction() -> dict[str, Any]:
         conn = datasource.connection()
@@ -250,6 +294,10 @@ def await_input_st(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
             "timeoutSeconds": node["timeoutSeconds"],
             "askedAt": datetime.now(UTC).isoformat(),
         }
+        if node.get("eventType") == "approval":
+            card["eventType"] = "approval"
+            card["summary"] = plan.get("summary") or plan["nodes"][0]["label"]
+            card["diffStat"] = applied.get("stat")
         conn.execute(
             q("insert_next_artifact"),
             {
@@ -314,12 +362,85 @@ def _injected_fault(conn: Conn, run_id: str, inputs: dict[str, Any], step_id: st
         )
 
 
-def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
-    """ExecuteST: deliver each task to the outside system through the executor port. Each
-    delivery carries the idempotency key (runId, stepId, taskKey) and is looked up first, so a
-    step re-executed after a crash never delivers twice."""
+def executes_outside() -> bool:
+    """Whether this worker's executor works outside ExecuteST's transaction (the sandbox, the
+    webhook), rather than through the mock outside system inside it."""
+    return hasattr(runtime.get().executor, "perform")
+
+
+def perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    """The outside executor's work for ExecuteST, as a DBOS step: once it returned, a
+    re-executed workflow reuses its outcome instead of running the command or sending the
+    webhook again. A failure is recorded as a failed ExecuteST attempt."""
+    try:
+        return _perform(run_id, plan, decision)
+    except StepError as exc:
+        _record_outside_failure(run_id, "ExecuteST", exc.as_error("ExecuteST"))
+        raise
+
+
+@DBOS.step(name="PerformST")
+def _perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+    rt = runtime.get()
+    executor = rt.executor
+    assert isinstance(executor, OutsideExecutor)
+    with datasource.outside_transaction() as conn:  # released before the work starts
+        constraints = _intent(conn, run_id)["constraints"] or {}
+    drill_hooks.entered_execute(run_id)
+    workspace = rt.workspaces / run_id
+    if executor.uses_workspace:
+        _rebuild(run_id, plan)  # whatever an earlier, killed attempt left is gone
+    work = Work(
+        run_id=run_id,
+        workspace=workspace,
+        tasks=tuple(decision["tasks"]),
+        test_command=plan.get("testCommand"),
+        constraints=constraints,
+        logs=rt.logs / run_id,
+    )
+    outcome = dict(executor.perform(work))
+    drill_hooks.after_effect(run_id)
+    return outcome
+
+
+# A step, so that a replay of the workflow does not record the failure again.
+@DBOS.step(name="RecordFailureST")
+def _record_outside_failure(run_id: str, step_id: str, error: dict[str, Any]) -> None:
+    _record_failed_attempt(run_id, step_id, datetime.now(UTC), error)
+
+
+def _record_outcome(conn: Conn, run_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
+    """ExecuteST's output for an outside executor's outcome; its files become artifacts."""
+    artifacts = [
+        {
+            "run_id": run_id,
+            "step_id": "ExecuteST",
+            "idx": idx,
+            "kind": a["kind"],
+            "uri": a["uri"],
+            "inline": None,
+            "sha256": a["sha256"],
+        }
+        for idx, a in enumerate(outcome.get("artifacts") or [])
+    ]
+    if artifacts:
+        conn.executemany(q("insert_artifact"), artifacts)
+    executor = runtime.get().executor
+    assert isinstance(executor, OutsideExecutor)
+    return {"executor": executor.name, **outcome}
+
+
+def execute_st(
+    run_id: str, decision: dict[str, Any], outcome: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """ExecuteST: with an outside executor, record the `outcome` its work returned; otherwise
+    deliver each task to the mock outside system. Each delivery carries the idempotency key
+    (runId, stepId, taskKey) and is looked up first, so a step re-executed after a crash never
+    delivers twice."""
 
     def body(conn: Conn) -> dict[str, Any]:
+        if outcome is not None:
+            return _record_outcome(conn, run_id, outcome)
         inputs = _intent(conn, run_id)["inputs"]
         drill_hooks.entered_execute(run_id)
         sleep_ms = inputs.get("sleepMs", 0)
@@ -327,6 +448,7 @@ def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
             time.sleep(sleep_ms / 1000)  # drill knob: hold the step open to be killed in
         _injected_fault(conn, run_id, inputs, "ExecuteST")
         executor = runtime.get().executor
+        assert not isinstance(executor, OutsideExecutor)
         receipts = []
         for task in decision["tasks"]:
             key = f"{run_id}:ExecuteST:{task['taskKey']}"
@@ -347,6 +469,11 @@ def execute_st(run_id: str, decision: dict[str, Any]) -> dict[str, Any]:
         return {"receipts": receipts}
 
     return dict(_run_step(run_id, "ExecuteST", body, status_after="succeeded"))
+
+
+def rejection(reason: str) -> dict[str, Any]:
+    """The error of a run whose change a human rejected at the approval gate (it is canceled)."""
+    return {"code": "rejected", "message": reason, "step": "DecideST"}
 
 
 def finish_run(run_id: str, status: str, next_action: str | None, error: dict[str, Any]) -> None:

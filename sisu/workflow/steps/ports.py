@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 class Compiler(Protocol):
@@ -54,6 +54,7 @@ class Work:
     logs: Path  # $SISU_HOME/logs/<runId>: where a command's output files go
 
 
+@runtime_checkable
 class OutsideExecutor(Protocol):
     """An executor whose work is slow or remote (a command in a sandbox, a webhook). ExecuteST
     calls `perform` with no database transaction and no pooled connection held, records what it

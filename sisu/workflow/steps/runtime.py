@@ -6,14 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sisu.workflow.steps.ports import Compiler, Executor
+from sisu.workflow.steps.ports import Compiler, Executor, OutsideExecutor
 
 
 @dataclass
 class Runtime:
     workspaces: Path
+    logs: Path  # a command's output files, per run
     compiler: Compiler
-    executor: Executor
+    executor: Executor | OutsideExecutor
     # Worker-wide caps on a run's model budget, for a run whose constraints set none.
     cap_model_requests: int = 50
     cap_tokens: int = 500_000
@@ -28,6 +29,7 @@ def configure(
     *,
     step_slots: int,
     compiler: Compiler | None = None,
+    executor: OutsideExecutor | None = None,
     cap_model_requests: int = 50,
     cap_tokens: int = 500_000,
 ) -> None:
@@ -37,8 +39,9 @@ def configure(
     global _runtime
     _runtime = Runtime(
         workspaces=home / "workspaces",
+        logs=home / "logs" / "runs",
         compiler=compiler or BuiltinCompiler(),
-        executor=MockOutsideSystem(url, pool_size=step_slots),
+        executor=executor or MockOutsideSystem(url, pool_size=step_slots),
         cap_model_requests=cap_model_requests,
         cap_tokens=cap_tokens,
     )

@@ -37,8 +37,10 @@ def _with_retries(
             attempt += 1
 
 
-def _await_answer(run_id: str, node: dict[str, Any]) -> dict[str, Any]:
-    steps.await_input_st(run_id, node)
+def _await_answer(
+    run_id: str, node: dict[str, Any], plan: dict[str, Any], applied: dict[str, Any]
+) -> dict[str, Any]:
+    steps.await_input_st(run_id, node, plan, applied)
     event = DBOS.recv(INPUT_TOPIC, timeout_seconds=float(node["timeoutSeconds"]))
     if event is None:
         raise InputTimeout(f"no answer within {node['timeoutSeconds']}s")
@@ -54,13 +56,28 @@ def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
         draft = steps.draft_plan(run_id) if steps.plans_outside() else None
         plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id, draft))
         step_id = "ApplyPatchST"
-        _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
+        applied = _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
         step_id = "DecideST"
         node = steps.approval_node(plan)
-        answer = _await_answer(run_id, node) if node is not None else None
+        answer = _await_answer(run_id, node, plan, applied) if node is not None else None
+        if node is not None and node.get("eventType") == "approval":
+            assert answer is not None
+            if not answer.get("approved"):
+                reason = str(answer.get("reason") or "rejected without a reason")
+                steps.finish_run(run_id, "canceled", None, steps.rejection(reason))
+                return {"rejected": True, "reason": reason}
         decision = _with_retries(step_id, policy, lambda: steps.decide_st(run_id, plan, answer))
         step_id = "ExecuteST"
-        return _with_retries(step_id, policy, lambda: steps.execute_st(run_id, decision))
+        # An outside executor (a sandboxed command, a webhook) works before ExecuteST's
+        # transaction, in a step of its own; ExecuteST then records what it did.
+        outside = steps.executes_outside()
+        return _with_retries(
+            step_id,
+            policy,
+            lambda: steps.execute_st(
+                run_id, decision, steps.perform(run_id, plan, decision) if outside else None
+            ),
+        )
     except RetriesExhausted as exc:
         steps.finish_run(run_id, "retries_exceeded", "REPAIR", exc.as_error(step_id))
         raise
