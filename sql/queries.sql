@@ -550,3 +550,30 @@ WHERE w.workflow_uuid = %(workflow_id)s;
 -- name: run_moved
 UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()
 WHERE id = %(run_id)s;
+
+-- name: deliveries_lookup
+-- The http executor's record of a run's keys: a key with delivered_at is never POSTed again.
+SELECT idempotency_key, status_code, delivered_at
+FROM app.deliveries
+WHERE idempotency_key = ANY(%(keys)s);
+
+-- name: delivery_attempt
+-- Counted before the POST goes out, so a request in flight when its worker died still shows.
+-- The status and answer are the latest attempt's: none until the receiver answers it.
+INSERT INTO app.deliveries (idempotency_key, run_id, task_key, executor, url)
+VALUES (%(key)s, %(run_id)s, %(task_key)s, %(executor)s, %(url)s)
+ON CONFLICT (idempotency_key) DO UPDATE
+SET attempts = app.deliveries.attempts + 1,
+    url = EXCLUDED.url,
+    status_code = NULL,
+    response = NULL,
+    last_attempt_at = now()
+RETURNING attempts;
+
+-- name: delivery_answered
+-- The receiver's answer to the last attempt; the first 2xx marks the key delivered for good.
+UPDATE app.deliveries
+SET status_code = %(status_code)s,
+    response = %(response)s,
+    delivered_at = CASE WHEN %(delivered)s THEN coalesce(delivered_at, now()) ELSE delivered_at END
+WHERE idempotency_key = %(key)s;
