@@ -560,3 +560,60 @@ WHERE w.workflow_uuid = %(workflow_id)s;
 -- name: run_moved
 UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()
 WHERE id = %(run_id)s;
+
+-- name: deliveries_lookup
+-- The http executor's record of a run's keys: a key with delivered_at is never POSTed again.
+SELECT idempotency_key, status_code, delivered_at
+FROM app.deliveries
+WHERE idempotency_key = ANY(%(keys)s);
+
+-- name: delivery_attempt
+-- Counted before the POST goes out, so a request in flight when its worker died still shows.
+-- The status and answer are the latest attempt's: none until the receiver answers it.
+INSERT INTO app.deliveries (idempotency_key, run_id, task_key, executor, url)
+VALUES (%(key)s, %(run_id)s, %(task_key)s, %(executor)s, %(url)s)
+ON CONFLICT (idempotency_key) DO UPDATE
+SET attempts = app.deliveries.attempts + 1,
+    url = EXCLUDED.url,
+    status_code = NULL,
+    response = NULL,
+    last_attempt_at = now()
+RETURNING attempts;
+
+-- name: delivery_answered
+-- The receiver's answer to the last attempt; the first 2xx marks the key delivered for good.
+UPDATE app.deliveries
+SET status_code = %(status_code)s,
+    response = %(response)s,
+    delivered_at = CASE WHEN %(delivered)s THEN coalesce(delivered_at, now()) ELSE delivered_at END
+WHERE idempotency_key = %(key)s;
+
+-- name: audit_deliveries
+-- Runs whose ExecuteST succeeded with the http executor (its output lists `deliveries`) with a
+-- task (of its decision, or of that list) that app.deliveries does not show answered with a 2xx.
+WITH http_runs AS (
+    SELECT s.run_id, s.output -> 'deliveries' AS deliveries
+    FROM app.run_steps s
+    WHERE s.step_id = 'ExecuteST' AND s.phase = 'succeeded'
+      AND jsonb_typeof(s.output -> 'deliveries') = 'array'
+      AND (%(run_ids)s::text[] IS NULL OR s.run_id = ANY(%(run_ids)s))
+),
+tasks AS (
+    SELECT h.run_id, t.value ->> 'taskKey' AS task_key
+    FROM http_runs h, jsonb_array_elements(h.deliveries) t
+    UNION
+    SELECT d.run_id, t.value ->> 'taskKey'
+    FROM app.run_steps d
+    JOIN http_runs h ON h.run_id = d.run_id,
+    jsonb_array_elements(CASE WHEN jsonb_typeof(d.output -> 'tasks') = 'array'
+                              THEN d.output -> 'tasks' ELSE '[]'::jsonb END) t
+    WHERE d.step_id = 'DecideST' AND d.phase = 'succeeded'
+)
+SELECT t.run_id, array_agg(t.task_key ORDER BY t.task_key) AS undelivered
+FROM tasks t
+LEFT JOIN app.deliveries d
+       ON d.idempotency_key = t.run_id || ':ExecuteST:' || t.task_key
+      AND d.status_code BETWEEN 200 AND 299
+WHERE d.idempotency_key IS NULL
+GROUP BY t.run_id
+ORDER BY t.run_id;

@@ -18,6 +18,7 @@ CHECKS: tuple[tuple[str, str], ...] = (
     ("step_sequence", "succeeded runs without the four stable steps, each succeeded, in order"),
     ("status_agreement", "runs whose app.runs status disagrees with dbos.workflow_status"),
     ("compiler_calls", "CompileST attempts without a recorded request and response"),
+    ("deliveries", "http-executor runs with a task its webhook never answered with a 2xx"),
     ("stranded_runs", "queued runs no live worker serves, pending runs on a dead executor"),
     (
         "stalled_runs",

@@ -4,6 +4,7 @@ expects exactly the oracle for that law to fail, by name, with exit 1."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ import pytest
 from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.service import intents
 from sisu.service.backend import Backend
+from sisu.workflow.steps.ports import Work
+from sisu.workflow.steps.webhook import HttpExecutor
+from tests.fake_webhook import FakeWebhook
 from tests.helpers import Result, rows, run_sisu
 from tests.ops_support import cloned_database, sisu_env_for
 from tests.runloop_support import clone_template, drop_database, running_worker, wait_run_done
@@ -25,6 +29,7 @@ CHECK_NAMES = [
     "step_sequence",
     "status_agreement",
     "compiler_calls",
+    "deliveries",
     "stranded_runs",
     "stalled_runs",
     "unread_events",
@@ -227,6 +232,84 @@ def test_a_compile_without_response_fails_compiler_calls(db: Db) -> None:
     db.execute("UPDATE app.opencode_calls SET response = NULL WHERE run_id = %s", (db.b,))
     failed = assert_only_failing(db.audit("--json"), "compiler_calls")
     assert failed["detail"][0]["run_id"] == db.b
+
+
+# --- deliveries: runs the http executor ran -------------------------------------------------
+
+
+def deliver_over_http(db: Db, run_id: str, tasks: list[dict[str, Any]] | None = None) -> list[str]:
+    """Make `run_id` a run whose ExecuteST ran the http executor: its decision's tasks (or
+    `tasks`) POSTed for real to a receiver on 127.0.0.1, and the executor's outcome as the
+    step's output. Returns the decision's task keys."""
+    decided = rows(
+        db.url,
+        "SELECT output FROM app.run_steps WHERE run_id = %s AND step_id = 'DecideST' "
+        "AND phase = 'succeeded'",
+        (run_id,),
+    )
+    decision_tasks = decided[0]["output"]["tasks"]
+    assert len(decision_tasks) >= 2
+    work = Work(
+        run_id=run_id,
+        workspace=Path("/nonexistent"),
+        tasks=tuple(decision_tasks if tasks is None else tasks),
+        test_command=None,
+        constraints={},
+        logs=Path("/nonexistent"),
+    )
+    with FakeWebhook() as hook:
+        executor = HttpExecutor(hook.url, "audit-token", db.url)
+        try:
+            outcome = executor.perform(work)
+        finally:
+            executor.close()
+    assert (
+        db.execute(
+            "UPDATE app.run_steps SET output = %s WHERE run_id = %s AND step_id = 'ExecuteST' "
+            "AND phase = 'succeeded'",
+            (json.dumps(outcome), run_id),
+        )
+        == 1
+    )
+    return [t["taskKey"] for t in decision_tasks]
+
+
+def test_an_http_run_with_every_task_delivered_passes(db: Db) -> None:
+    deliver_over_http(db, db.a)
+    result = db.audit("--json")
+    assert result.exit_code == 0, result.stdout
+    assert checks(result)["deliveries"]["ok"] is True
+
+
+def test_an_http_run_without_a_delivery_row_fails_deliveries(db: Db) -> None:
+    task_keys = deliver_over_http(db, db.a)
+    gone = f"{db.a}:ExecuteST:{task_keys[0]}"
+    assert db.execute("DELETE FROM app.deliveries WHERE idempotency_key = %s", (gone,)) == 1
+    failed = assert_only_failing(db.audit("--json"), "deliveries")
+    assert failed["detail"][0] == {"run_id": db.a, "undelivered": [task_keys[0]]}
+
+
+def test_an_http_run_whose_task_got_no_2xx_fails_deliveries(db: Db) -> None:
+    task_keys = deliver_over_http(db, db.b)
+    db.execute(
+        "UPDATE app.deliveries SET status_code = 422 WHERE idempotency_key = %s",
+        (f"{db.b}:ExecuteST:{task_keys[-1]}",),
+    )
+    failed = assert_only_failing(db.audit("--json"), "deliveries")
+    assert failed["detail"][0] == {"run_id": db.b, "undelivered": [task_keys[-1]]}
+    # Scoped to the other run, the audit passes.
+    assert db.audit("--run", db.a, "--json").exit_code == 0
+
+
+def test_a_decided_task_the_http_executor_skipped_fails_deliveries(db: Db) -> None:
+    decided = rows(
+        db.url,
+        "SELECT output FROM app.run_steps WHERE run_id = %s AND step_id = 'DecideST'",
+        (db.a,),
+    )[0]["output"]["tasks"]
+    task_keys = deliver_over_http(db, db.a, tasks=decided[:1])
+    failed = assert_only_failing(db.audit("--json"), "deliveries")
+    assert failed["detail"][0] == {"run_id": db.a, "undelivered": sorted(task_keys[1:])}
 
 
 def cli_run(db: Db, version: str) -> str:

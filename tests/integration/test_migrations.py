@@ -25,6 +25,7 @@ APP_TABLES = {
     "workflow_runs",
     "workers",
     "schema_migrations",
+    "deliveries",
 }
 
 
