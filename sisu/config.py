@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     llm_api_key: SecretStr | None = None
     # The replay compiler's source: a run id, or a file from `sisu run calls ID --json`.
     replay_from: str | None = None
+    # What ExecuteST does on a worker: mock (the mock outside system), sandbox (the plan's
+    # testCommand in bubblewrap) or http (each task POSTed to SISU_WEBHOOK_URL).
+    executor: str = "mock"
+    sandbox_isolation: str = "bwrap"
+    webhook_url: str | None = None
+    webhook_token: SecretStr | None = None
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0
@@ -76,6 +82,15 @@ class Settings(BaseSettings):
     @property
     def logs_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def run_logs_dir(self) -> Path:
+        """Where a worker writes each run's command output (`sisu run logs`)."""
+        return run_logs_dir(self.home)
+
+
+def run_logs_dir(home: Path) -> Path:
+    return home / "logs" / "runs"
 
 
 def load_settings() -> Settings:

@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rich.console import RenderableType
 
     from sisu.contracts.runs import CompilerCall, RunSummary, RunView
@@ -133,3 +135,18 @@ def run_list(runs: list[RunSummary]) -> RenderableType:
             r.created_at.isoformat(timespec="seconds"),
         )
     return table
+
+
+def run_view_with_output(view: RunView, home: Path, lines: int = 12) -> RenderableType:
+    """The run view, and under it the live tail of its command's output when it has one."""
+    from rich.console import Group
+    from rich.panel import Panel
+    from rich.text import Text
+
+    from sisu.service import command_logs
+
+    stdout = command_logs.paths(home, view.run_id)["stdout"]
+    text = command_logs.tail(stdout, lines)
+    if not text:
+        return run_view(view)
+    return Group(run_view(view), Panel(Text(text), title="command output (stdout)"))

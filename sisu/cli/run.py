@@ -90,12 +90,17 @@ def watch(
         if _output.interactive():
             from rich.live import Live
 
+            from sisu.cli._settings import settings
+
+            home = settings().home
             with Live(console=_output.err_console(), auto_refresh=False) as live:
                 final = views.wait_until_settled(
                     b,
                     run_id,
                     timeout=timeout,
-                    on_view=lambda v: live.update(_render.run_view(v), refresh=True),
+                    on_view=lambda v: live.update(
+                        _render.run_view_with_output(v, home), refresh=True
+                    ),
                 )
         else:
             final = views.wait_until_settled(b, run_id, timeout=timeout)
@@ -177,6 +182,55 @@ def patch(
         sys.stdout.write(diff)  # exactly the diff: `sisu run patch ID | git apply`
     else:
         _output.info(f"run {run_id} changed nothing")
+
+
+@app.command()
+def logs(
+    run_id: str = typer.Argument(..., help="Run id (= intent id)."),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new output until the run is settled."
+    ),
+) -> None:
+    """Print the output of the run's command (--executor sandbox): its stdout on stdout, its
+    stderr on stderr, as the worker wrote them under $SISU_HOME/logs/runs/ID (capped, with a
+    marker where they were cut). With -f, follow them while the run goes on."""
+    import time
+
+    from sisu.cli._settings import settings
+    from sisu.service import command_logs
+
+    home = settings().home
+    sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    if not follow:
+        for stream, path in command_logs.existing(home, run_id).items():
+            sinks[stream].write(path.read_bytes())
+            sinks[stream].flush()
+        return
+
+    from sisu.cli._backend import backend
+    from sisu.contracts.runs import TERMINAL_STATUSES
+    from sisu.service import views
+
+    offsets = dict.fromkeys(command_logs.STREAMS, 0)
+    with backend() as b:
+        while True:
+            # Read the status first: output written before the run settled is printed below.
+            settled = views.get_run(b, run_id).status in {*TERMINAL_STATUSES, "waiting_input"}
+            for stream, path in command_logs.paths(home, run_id).items():
+                try:
+                    with path.open("rb") as f:
+                        if f.seek(0, 2) < offsets[stream]:
+                            offsets[stream] = 0  # a new attempt truncated the file
+                        f.seek(offsets[stream])
+                        chunk = f.read()
+                except FileNotFoundError:
+                    continue
+                offsets[stream] += len(chunk)
+                sinks[stream].write(chunk)
+                sinks[stream].flush()
+            if settled:
+                return
+            time.sleep(0.25)
 
 
 @app.command()

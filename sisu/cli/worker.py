@@ -64,6 +64,22 @@ def worker(
         "responses: SISU_REPLAY_FROM=RUN_ID or a file from `sisu run calls ID --json`).",
         show_default=False,
     ),
+    executor: str = typer.Option(
+        None,
+        "--executor",
+        help="What ExecuteST does (env SISU_EXECUTOR, default mock): mock (the mock outside "
+        "system, for drills), sandbox (the plan's testCommand in bubblewrap: no network, only "
+        "the workspace writable) or http (each task POSTed to SISU_WEBHOOK_URL with an "
+        "Idempotency-Key; SISU_WEBHOOK_TOKEN as a bearer token).",
+        show_default=False,
+    ),
+    sandbox_isolation: str = typer.Option(
+        None,
+        "--sandbox-isolation",
+        help="With --executor sandbox (env SISU_SANDBOX_ISOLATION, default bwrap): bwrap, or "
+        "none to run commands UNISOLATED on a machine where bubblewrap cannot work.",
+        show_default=False,
+    ),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
     ),
@@ -115,6 +131,12 @@ def worker(
             "(or SISU_COMPILER)",
             details=[{"field": "compiler", "allowed": ["builtin", "llm", "replay"]}],
         )
+    executor = _checked_executor(
+        executor or s.executor,
+        sandbox_isolation or s.sandbox_isolation,
+        s.webhook_url,
+        s.webhook_token.get_secret_value() if s.webhook_token else None,
+    )
     url = database_url(s)
     port = s.admin_port if admin_port is None else admin_port
     if executor_id is None:
@@ -150,5 +172,48 @@ def worker(
         cap_tokens=s.cap_tokens,
         step_max_attempts=s.step_max_attempts,
         step_backoff_seconds=s.step_backoff_seconds,
+        executor=executor,
+        sandbox_isolation=sandbox_isolation or s.sandbox_isolation,
+        cap_sandbox_minutes=s.cap_sandbox_minutes,
+        webhook_url=s.webhook_url,
+        webhook_token=s.webhook_token.get_secret_value() if s.webhook_token else None,
     )
     raise typer.Exit(process.run(opts))
+
+
+def _checked_executor(
+    chosen: str, isolation: str, webhook_url: str | None, webhook_token: str | None
+) -> str:
+    """The executor, or a validation_error (exit 2) naming what to set, before anything starts."""
+    from sisu.errors import ValidationFailed
+
+    if chosen == "sandbox":
+        from sisu import sandbox
+
+        if isolation not in ("bwrap", "none"):
+            raise ValidationFailed(
+                f"unknown sandbox isolation {isolation!r}: use bwrap or none",
+                details=[{"field": "sandbox_isolation", "allowed": ["bwrap", "none"]}],
+            )
+        why = sandbox.probe(isolation)
+        if why is not None:
+            raise ValidationFailed(
+                f"--executor sandbox cannot isolate commands here: {why}. Fix that, or pass "
+                "--sandbox-isolation none to run them unisolated",
+                details=[{"field": "executor", "reason": why}],
+            )
+    elif chosen == "http":
+        if not webhook_url:
+            raise ValidationFailed(
+                "--executor http needs SISU_WEBHOOK_URL (where each task is POSTed)",
+                details=[{"field": "SISU_WEBHOOK_URL"}],
+            )
+        from sisu.workflow.steps.webhook import HttpExecutor
+
+        HttpExecutor.check(webhook_url, webhook_token)
+    elif chosen != "mock":
+        raise ValidationFailed(
+            f"unknown executor {chosen!r}: use --executor mock, sandbox or http (or SISU_EXECUTOR)",
+            details=[{"field": "executor", "allowed": ["mock", "sandbox", "http"]}],
+        )
+    return chosen

@@ -54,6 +54,12 @@ class WorkerOptions:
     cap_tokens: int = 500_000
     step_max_attempts: int = 3
     step_backoff_seconds: float = 1.0
+    # What ExecuteST does: mock, sandbox or http (validated by the CLI), and their settings.
+    executor: str = "mock"
+    sandbox_isolation: str = "bwrap"
+    cap_sandbox_minutes: int = 60
+    webhook_url: str | None = None
+    webhook_token: str | None = None
 
 
 def default_executor_id(admin_port: int) -> str:
@@ -82,6 +88,22 @@ def _compiler(opts: WorkerOptions) -> Any:
             backoff=backoff,
         )
     return None  # the built-in compiler
+
+
+def _executor(opts: WorkerOptions) -> Any:
+    """The worker's outside executor, or None for the mock outside system."""
+    if opts.executor == "sandbox":
+        from sisu.sandbox import SandboxExecutor
+
+        return SandboxExecutor(
+            isolation=opts.sandbox_isolation, cap_minutes=opts.cap_sandbox_minutes
+        )
+    if opts.executor == "http":
+        from sisu.workflow.steps.webhook import HttpExecutor
+
+        assert opts.webhook_url is not None
+        return HttpExecutor(opts.webhook_url, opts.webhook_token, opts.url)
+    return None
 
 
 def _grace(opts: WorkerOptions) -> int:
@@ -158,11 +180,13 @@ def run(opts: WorkerOptions) -> int:
             opts.url, app_version=opts.app_version, executor_id=opts.executor_id
         )
     )
+    executor = _executor(opts)
     runtime.configure(
         opts.home,
         opts.url,
         step_slots=opts.step_slots,
         compiler=_compiler(opts),
+        executor=executor,
         cap_model_requests=opts.cap_model_requests,
         cap_tokens=opts.cap_tokens,
     )
@@ -187,11 +211,14 @@ def run(opts: WorkerOptions) -> int:
     resumer.start()
     launched.set()
     log.info(
-        "worker %s ready: pid %d, app version %s, queues %s, admin http://%s:%d/healthz",
+        "worker %s ready: pid %d, app version %s, queues %s, compiler %s, executor %s, "
+        "admin http://%s:%d/healthz",
         opts.executor_id,
         me.pid,
         opts.app_version,
         ",".join(opts.queues),
+        opts.compiler,
+        opts.executor,
         opts.admin_host,
         me.admin_port,
     )
@@ -208,6 +235,8 @@ def run(opts: WorkerOptions) -> int:
     # workflows in flight; what is left is recovered like a crash. The heartbeat goes on
     # meanwhile, so that nobody takes this worker for dead while it finishes.
     DBOS.destroy(workflow_completion_timeout_sec=_grace(opts))
+    if hasattr(executor, "close"):
+        executor.close()
     beat.stop()
     logging.shutdown()
     sys.stderr.flush()

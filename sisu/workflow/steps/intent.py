@@ -295,9 +295,15 @@ def await_input_st(
             "askedAt": datetime.now(UTC).isoformat(),
         }
         if node.get("eventType") == "approval":
+            summary = plan.get("summary") or plan["nodes"][0]["label"]
+            stat = applied.get("stat") or {}
+            card["question"] = (
+                f"{node['question']} {summary} ({stat.get('files', 0)} files, "
+                f"+{stat.get('insertions', 0)} -{stat.get('deletions', 0)})"
+            )
             card["eventType"] = "approval"
-            card["summary"] = plan.get("summary") or plan["nodes"][0]["label"]
-            card["diffStat"] = applied.get("stat")
+            card["summary"] = summary
+            card["diffStat"] = stat
         conn.execute(
             q("insert_next_artifact"),
             {

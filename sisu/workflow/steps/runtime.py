@@ -33,13 +33,14 @@ def configure(
     cap_model_requests: int = 50,
     cap_tokens: int = 500_000,
 ) -> None:
+    from sisu.config import run_logs_dir
     from sisu.workflow.steps.compiler import BuiltinCompiler
     from sisu.workflow.steps.executor import MockOutsideSystem
 
     global _runtime
     _runtime = Runtime(
         workspaces=home / "workspaces",
-        logs=home / "logs" / "runs",
+        logs=run_logs_dir(home),
         compiler=compiler or BuiltinCompiler(),
         executor=executor or MockOutsideSystem(url, pool_size=step_slots),
         cap_model_requests=cap_model_requests,

@@ -101,6 +101,12 @@ class HttpExecutor:
             isolation_level="AUTOCOMMIT",
         )
 
+    @staticmethod
+    def check(url: str, token: str | None) -> None:
+        """Raise the validation_error the settings would fail with, before a worker starts."""
+        _checked_url(url)
+        _checked_token(token)
+
     def close(self) -> None:
         self._engine.dispose()
 
