@@ -62,6 +62,15 @@ def create_intent_once(
     the unique index: the second waits for the first to commit and then replays it."""
     if idempotency_key is not None:
         check_idempotency_key(idempotency_key)
+    if "env" in request.constraints:
+        from sisu.sandbox import validate_env
+
+        try:
+            validate_env(request.constraints["env"])
+        except ValueError as exc:
+            raise ValidationFailed(
+                f"constraints.{exc}", details=[{"field": "constraints.env", "type": "env"}]
+            ) from exc
     # Before any transaction: git runs here, and a repo that is not one writes nothing.
     pinned = repos.pin(request.repo, request.ref) if request.repo is not None else None
     intent_id = str(uuid.uuid4())
@@ -142,6 +151,7 @@ def start_run(backend: Backend, intent_id: str, request: RunRequest) -> RunStart
                 return _started(intent_id, existing["status"])
             # Raised inside the transaction, which then writes nothing.
             policy.check_budgets(intent["constraints"] or {}, backend.queue_policy)
+            policy.check_command_timeout(intent["constraints"] or {}, backend.queue_policy)
             if request.deduplication_id:
                 holder = _dedupe_holder(cur, placement.queue_name, request.deduplication_id)
                 if holder is not None:

@@ -3,6 +3,7 @@ before anything is written."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +91,26 @@ def check_budgets(constraints: dict[str, Any], policy: QueuePolicy) -> None:
                 f"constraints.{field} = {value} exceeds the cap of {cap}",
                 details={"field": f"constraints.{field}", "value": value, "cap": cap},
             )
+
+
+def check_command_timeout(constraints: dict[str, Any], policy: QueuePolicy) -> None:
+    """Fail closed at run start: a sandboxed command's `constraints.timeoutSeconds` must be a
+    positive number within SISU_CAP_SANDBOX_MINUTES."""
+    value = constraints.get("timeoutSeconds")
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValidationFailed(
+            "constraints.timeoutSeconds must be a positive number of seconds",
+            details=[{"field": "constraints.timeoutSeconds", "value": value}],
+        )
+    cap = policy.cap_sandbox_minutes * 60
+    if value > cap:
+        raise QueuePolicyViolation(
+            f"constraints.timeoutSeconds = {value} exceeds the cap of {cap} "
+            "(SISU_CAP_SANDBOX_MINUTES x 60)",
+            details={"field": "constraints.timeoutSeconds", "value": value, "cap": cap},
+        )
 
 
 @dataclass(frozen=True)

@@ -93,11 +93,10 @@ def _compiler(opts: WorkerOptions) -> Any:
 def _executor(opts: WorkerOptions) -> Any:
     """The worker's outside executor, or None for the mock outside system."""
     if opts.executor == "sandbox":
-        from sisu.sandbox import SandboxExecutor
+        from sisu.sandbox import Isolation, SandboxExecutor
 
-        return SandboxExecutor(
-            isolation=opts.sandbox_isolation, cap_minutes=opts.cap_sandbox_minutes
-        )
+        isolation: Isolation = "none" if opts.sandbox_isolation == "none" else "bwrap"
+        return SandboxExecutor(opts.cap_sandbox_minutes, isolation=isolation)
     if opts.executor == "http":
         from sisu.workflow.steps.webhook import HttpExecutor
 

@@ -78,9 +78,7 @@ def run_command(
     return run_row(url, run_id)
 
 
-def test_the_example_fix_passes_its_test_and_its_patch_applies(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_the_example_fix_passes_its_test_and_its_patch_applies(db_url: str, tmp_path: Path) -> None:
     repo = example_repo(tmp_path / "repo")
     head = git(repo, "rev-parse", "HEAD")
     env = sisu_env_for(db_url, tmp_path / "cli")
@@ -117,8 +115,8 @@ def test_the_example_fix_passes_its_test_and_its_patch_applies(
     )
     assert [k["kind"] for k in kinds] == ["stdout", "stderr"]
     # The patch, through a real terminal, applies to the user's repository, which is untouched.
-    code, diff = pty_run(["run", "patch", run_id], env)
-    assert code == 0
+    code, shown = pty_run(["run", "patch", run_id], env)
+    assert code == 0 and "+echo $(( $1 + $2 ))" in shown
     patch = run_sisu(["run", "patch", run_id], env)
     assert git(repo, "status", "--porcelain") == ""
     assert git(repo, "rev-parse", "HEAD") == head
@@ -144,17 +142,19 @@ def test_a_failing_command_fails_the_run_with_its_tail_and_retry_runs_it_again(
     try:
         poll(
             "the retry to fail again",
-            lambda: True
-            if len(
-                rows(
-                    db_url,
-                    "SELECT 1 FROM app.run_steps WHERE run_id = %s AND step_id = 'ExecuteST' "
-                    "AND phase = 'failed'",
-                    (run["id"],),
+            lambda: (
+                True
+                if len(
+                    rows(
+                        db_url,
+                        "SELECT 1 FROM app.run_steps WHERE run_id = %s AND step_id = 'ExecuteST' "
+                        "AND phase = 'failed'",
+                        (run["id"],),
+                    )
                 )
-            )
-            == 2
-            else None,
+                == 2
+                else None
+            ),
             timeout=60,
         )
         wait_run_status(db_url, run["id"], "failed", worker=worker)
@@ -179,11 +179,13 @@ def test_the_network_and_the_hosts_tmp_are_out_of_reach(db_url: str, tmp_path: P
     marker = f"/tmp/sisu-sandbox-{uuid.uuid4().hex}"
     try:
         connect = (
-            f"touch {marker} && python3 -c \"import socket; "
+            f'touch {marker} && python3 -c "import socket; '
             f"socket.create_connection(('127.0.0.1', {port}), timeout=2)\""
         )
         run = run_command(db_url, tmp_path, connect, "failed")
         assert run["error"]["code"] == "command_failed"
+        # It got as far as connecting (touch worked, python ran): its own loopback said no.
+        assert "ConnectionRefusedError" in run["error"]["message"], run["error"]
         with pytest.raises(BlockingIOError):
             listener.accept()  # nothing ever connected
     finally:
