@@ -390,3 +390,42 @@ def test_doctor_checks_each_provider_as_far_as_it_can(
     assert "GOOGLE_APPLICATION_CREDENTIALS" in vertex["fix"]
     express = model_finding(SISU_LLM_MODEL="google-vertex:gemini-2.5-flash", SISU_LLM_API_KEY=KEY)
     assert express["ok"] is True
+
+
+def test_the_replay_example_runs_without_a_model_or_a_key(
+    sisu_env: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    """examples/replay/run.sh, as a new user runs it: a replay worker from the example's
+    calls.json, the example's intent, `intent run --wait`. Nothing listens for a model."""
+    import subprocess
+
+    from tests.helpers import SISU
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **sisu_env,
+        "PATH": f"{Path(SISU).parent}:{sisu_env.get('PATH', '')}",
+        **dict.fromkeys(("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"), ""),
+    }
+    done = subprocess.run(
+        ["bash", str(root / "examples" / "replay" / "run.sh")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run] = rows(db_url, "SELECT id, status FROM app.runs")
+    assert run["status"] == "succeeded"
+    assert rows(
+        db_url, "SELECT compiler, model, error FROM app.opencode_calls WHERE run_id = %s",
+        (run["id"],),
+    ) == [{"compiler": "replay", "model": "replay:calls.json", "error": None}]  # fmt: skip
+    recorded = json.loads((root / "examples" / "replay" / "calls.json").read_text())
+    plan = compile_output(db_url, run["id"])
+    [answer] = [r["response"] for r in recorded]
+    [planned] = [p["args"] for p in answer["parts"] if p["part_kind"] == "tool-call"]
+    planned = json.loads(planned) if isinstance(planned, str) else planned
+    assert plan["patch"]["files"] == planned["files"]
+    workspace = Path(sisu_env["SISU_HOME"]) / "workspaces" / run["id"]
+    assert (workspace / "hello.txt").read_text() == planned["files"][0]["content"]
+    assert rows(
+        db_url, "SELECT count(*)::int AS n FROM app.mock_receipts WHERE run_id = %s", (run["id"],)
+    ) == [{"n": len(planned["tasks"])}]
