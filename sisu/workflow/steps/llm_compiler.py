@@ -3,8 +3,10 @@
 Each model request is its own DBOS step (pydantic-ai's `DBOSDurability`), run outside any
 database transaction; a request whose response was checkpointed is never sent again. Every
 request is recorded in `app.opencode_calls` by `RecordingModel`, on a short connection opened
-after the response is in. The model returns only the creative part (`PlanOut`); sisu builds the
-plan dict of the built-in compiler's contract from it."""
+after the response is in. When the request names a repository, the model may read it with the
+read-only tools of `repo_tools` (each call a DBOS step too). The model returns only the creative
+part (`PlanOut`); sisu builds the plan dict of the built-in compiler's contract from it. The
+providers are pydantic-ai's openai, anthropic and google (Gemini API and Vertex)."""
 
 from __future__ import annotations
 
