@@ -160,3 +160,42 @@ def test_a_request_without_a_repository_offers_no_tool(db_url: str, tmp_path: Pa
         [sent] = fake.chat_requests
     assert [t["function"]["name"] for t in sent.body["tools"]] == [output_tool_name(sent)]
     assert steps(db_url, probe.workflow_id) == [MODEL]
+
+
+def test_a_worker_plans_a_repository_intent_reading_the_repository(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The whole path: `sisu intent create --repo` pins the commit, a real `--compiler llm`
+    worker's model reads the repository through the tools, and the run succeeds."""
+    from tests.helpers import run_sisu
+    from tests.integration.test_llm_compiler import llm_worker
+    from tests.operator_support import wait_worker_ready
+    from tests.ops_support import sisu_env_for
+
+    repo, commit = make_repo(tmp_path)
+    env = sisu_env_for(db_url, tmp_path / "cli")
+    with FakeOpenAI(respond=repo_reader, api_key=KEY) as fake:
+        worker = llm_worker(db_url, tmp_path, fake)
+        try:
+            wait_worker_ready(db_url, worker)
+            created = run_sisu(["intent", "create", "--goal", "greet", "--repo", str(repo)], env)
+            assert created.exit_code == 0, created.stderr
+            run_id = created.stdout.strip()
+            ran = run_sisu(["intent", "run", run_id, "--wait", "--timeout", "90"], env)
+            assert ran.exit_code == 0, ran.stderr + worker.log_tail()
+        finally:
+            worker.stop()
+        sent = fake.chat_requests
+    assert commit in sent[0].body["messages"][-1]["content"]
+    answers = [json.loads(tool_messages(r)[-1]["content"]) for r in sent[1:]]
+    assert answers[1]["content"] == "# the service\nIt greets.\n"
+    assert answers[2]["error"] == "path_refused"
+    assert steps(db_url, run_id) == [MODEL, LIST, MODEL, READ, MODEL, READ, MODEL]
+    assert rows(
+        db_url, "SELECT count(*)::int AS n FROM app.opencode_calls WHERE run_id = %s", (run_id,)
+    ) == [{"n": len(sent)}]
+    # The user's repository was only read.
+    assert subprocess.run(
+        ["git", "-C", str(repo), "status", "--porcelain"], capture_output=True, text=True,
+        check=True,
+    ).stdout == ""  # fmt: skip
