@@ -273,7 +273,8 @@ def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             fake._record("GET", self.path, self._headers(), None)
-            if self.path != MODELS_PATH:
+            # A model list may carry a query (Anthropic's SDK asks `?limit=`): ignored.
+            if self.path.partition("?")[0] != MODELS_PATH:
                 self._send_json(404, FakeError(404, f"no route {self.path}", "not_found").body())
                 return
             data = [

@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sisu.config import Settings
 from sisu.contracts.ops import DoctorReport, Finding
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.errors import SisuError
+
+if TYPE_CHECKING:
+    from sisu.workflow.steps.llm_compiler import LlmConfig
 
 
 def _database(url: str | None) -> tuple[Finding, bool]:
@@ -336,8 +339,10 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
 
 
 def _model(s: Settings) -> Finding:
-    """With SISU_COMPILER=llm: the configured model server answers, knows the model, and takes
-    the key (the server's model list: one cheap request, no tokens spent)."""
+    """With SISU_COMPILER=llm: the configured model is reachable. openai and anthropic: the
+    server answers its model list (one cheap request, no tokens spent), takes the key and
+    lists the model. google and google-vertex: only that a key or credentials are there —
+    sisu sends Google nothing to check them."""
     from sisu.errors import ValidationFailed
     from sisu.workflow.steps.llm_compiler import config_from
 
@@ -345,28 +350,29 @@ def _model(s: Settings) -> Finding:
     try:
         cfg = config_from(s.llm_model, s.llm_base_url, key)
     except ValidationFailed as exc:
-        return Finding(
-            name="model", ok=False, symptom=exc.message, check="SISU_LLM_MODEL",
-            fix="set SISU_LLM_MODEL=provider:name",
-        )  # fmt: skip
-    import openai
+        field = (exc.details or [{}])[0].get("field") if isinstance(exc.details, list) else None
+        fix = (
+            "set SISU_LLM_API_KEY"
+            if field == "SISU_LLM_API_KEY"
+            else "set SISU_LLM_MODEL=provider:name"
+        )
+        return Finding(name="model", ok=False, symptom=exc.message, check=str(field), fix=fix)
+    if cfg.kind in ("openai", "anthropic"):
+        return _model_list(cfg)
+    return _google_credentials(cfg)
 
+
+def _model_list(cfg: LlmConfig) -> Finding:
     where = cfg.base_url or "the provider's API"
-    client = openai.OpenAI(
-        base_url=cfg.base_url,
-        api_key=cfg.api_key or os.environ.get("OPENAI_API_KEY") or "none",
-        max_retries=0,
-        timeout=5,
-    )
     check = f"GET {where}/models"
     try:
-        listed = [m.id for m in client.models.list()]
-    except openai.AuthenticationError:
+        listed = _list_models(cfg)
+    except PermissionError:
         return Finding(name="model", ok=False, symptom=f"{where} refused the key",
                        check=check, fix="set SISU_LLM_API_KEY")  # fmt: skip
-    except openai.OpenAIError as exc:
+    except ConnectionError as exc:
         return Finding(
-            name="model", ok=False, symptom=f"{where} does not answer: {type(exc).__name__}",
+            name="model", ok=False, symptom=f"{where} does not answer: {exc}",
             check=check, fix="start the model server, or set SISU_LLM_BASE_URL",
         )  # fmt: skip
     if cfg.model_name not in listed:
@@ -378,6 +384,63 @@ def _model(s: Settings) -> Finding:
         )  # fmt: skip
     return Finding(name="model", ok=True, symptom=f"model {cfg.model} answers at {where}",
                    check=check, fix=None)  # fmt: skip
+
+
+def _list_models(cfg: LlmConfig) -> list[str]:
+    """The model ids the provider lists; PermissionError when it refuses the key,
+    ConnectionError (naming the error's type) when it does not answer."""
+    if cfg.kind == "anthropic":
+        import anthropic
+
+        aclient = anthropic.Anthropic(
+            base_url=cfg.base_url, api_key=cfg.api_key, max_retries=0, timeout=5
+        )
+        try:
+            return [m.id for m in aclient.models.list(limit=1000)]
+        except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
+            raise PermissionError from exc
+        except anthropic.AnthropicError as exc:
+            raise ConnectionError(type(exc).__name__) from exc
+    import openai
+
+    client = openai.OpenAI(
+        base_url=cfg.base_url, api_key=cfg.api_key or "none", max_retries=0, timeout=5
+    )
+    try:
+        return [m.id for m in client.models.list()]
+    except (openai.AuthenticationError, openai.PermissionDeniedError) as exc:
+        raise PermissionError from exc
+    except openai.OpenAIError as exc:
+        raise ConnectionError(type(exc).__name__) from exc
+
+
+def _google_credentials(cfg: LlmConfig) -> Finding:
+    """Google's model list needs a request sisu does not make here: only the credentials'
+    presence is checked (google-vertex: a key, or application default credentials)."""
+    check = "a key or credentials are set (Google is not asked)"
+    if cfg.api_key is not None:
+        return Finding(
+            name="model", ok=True, check=check, fix=None,
+            symptom=f"model {cfg.model}: a key is set ({cfg.key_var}); not checked with Google",
+        )  # fmt: skip
+    from pathlib import Path
+
+    adc = os.environ.get("GOOGLE_APPLICATION_CREDENTIALS") or str(
+        Path.home() / ".config" / "gcloud" / "application_default_credentials.json"
+    )
+    env_key = next((v for v in ("GOOGLE_API_KEY", "GEMINI_API_KEY") if os.environ.get(v)), None)
+    if env_key or Path(adc).is_file():
+        found = env_key or adc
+        return Finding(
+            name="model", ok=True, check=check, fix=None,
+            symptom=f"model {cfg.model}: credentials are set ({found}); not checked with Google",
+        )  # fmt: skip
+    return Finding(
+        name="model", ok=False, check=check,
+        symptom=f"model {cfg.model}: no key and no application default credentials",
+        fix="set SISU_LLM_API_KEY, or GOOGLE_APPLICATION_CREDENTIALS "
+        "(with GOOGLE_CLOUD_PROJECT and GOOGLE_CLOUD_LOCATION)",
+    )  # fmt: skip
 
 
 def _policy() -> Finding:

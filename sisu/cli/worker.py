@@ -114,7 +114,7 @@ def worker(
         llm = config_from(s.llm_model, s.llm_base_url, key)
     elif chosen == "replay":
         from sisu.errors import ValidationFailed
-        from sisu.workflow.steps.replay_compiler import load_responses
+        from sisu.workflow.steps.replay_compiler import load_calls
 
         if not s.replay_from:
             raise ValidationFailed(
@@ -122,7 +122,7 @@ def worker(
                 "file from `sisu run calls ID --json`",
                 details=[{"field": "SISU_REPLAY_FROM"}],
             )
-        replay = load_responses(s.replay_from, database_url(s))
+        replay = load_calls(s.replay_from, database_url(s))
     elif chosen != "builtin":
         from sisu.errors import ValidationFailed
 

@@ -5,6 +5,7 @@ twice."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,15 @@ from sisu.drills.processes import WorkerProcess
 from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
 from tests.helpers import rows, run_sisu
 from tests.integration.test_llm_compiler import KEY, PLAN, llm_worker
+from tests.integration.test_repo_tools_durable import (
+    LIST,
+    MODEL,
+    READ,
+    Probe,
+    make_repo,
+    repo_reader,
+    steps,
+)
 from tests.operator_support import fast_backend, start_intent, wait_worker_ready
 from tests.ops_support import sisu_env_for
 from tests.runloop_support import wait_run_done
@@ -55,3 +65,32 @@ def test_a_kill_during_a_model_request_repeats_at_most_that_request(
         assert fake.chat_count == len(recorded) + 1  # the one in flight at the kill
     audit = run_sisu(["audit", "--json", "--run", run_id], sisu_env_for(db_url, tmp_path / "cli"))
     assert audit.exit_code == 0, audit.stdout
+
+
+def test_a_recovered_run_gets_its_recorded_tool_answers_without_asking_git_again(
+    db_url: str, tmp_path: Path
+) -> None:
+    # The probe is killed while its third model request is held, after two tool calls were
+    # checkpointed; then the repository is deleted. The restarted probe can only finish if
+    # those tool calls are replayed from their steps, not run again.
+    repo, commit = make_repo(tmp_path)
+    with FakeOpenAI(respond=repo_reader, api_key=KEY) as fake:
+        arrived, release = fake.stall(3)
+        probe = Probe(
+            db_url, fake, {"goal": "greet", "repo": str(repo), "commit": commit},
+            tmp_path / "probe.log",
+        )  # fmt: skip
+        first = probe.start()
+        assert arrived.wait(60), "the third model request never arrived"
+        first.kill()
+        first.communicate()
+        release.set()
+        shutil.rmtree(repo)
+        plan = probe.result(probe.start())
+        assert plan["patch"]["files"] == PLAN["files"]
+        recorded = rows(
+            db_url, "SELECT error FROM app.opencode_calls WHERE run_id = %s", (probe.workflow_id,)
+        )
+        assert recorded == [{"error": None}] * 4
+        assert fake.chat_count == len(recorded) + 1  # the one in flight at the kill
+    assert steps(db_url, probe.workflow_id) == [MODEL, LIST, MODEL, READ, MODEL, READ, MODEL]

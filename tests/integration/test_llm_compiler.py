@@ -220,6 +220,13 @@ def test_a_worker_asked_for_llm_without_a_model_exits_2_naming_the_variable(
     )
     assert unknown.exit_code == 2
     assert len(unknown.stderr.splitlines()) == 1
+    keyless = run_sisu(
+        ["worker", "--compiler", "llm", "--admin-port", "0"],
+        {**sisu_env, "SISU_LLM_MODEL": "anthropic:claude-sonnet-4-5", "ANTHROPIC_API_KEY": ""},
+    )
+    assert keyless.exit_code == 2
+    assert "SISU_LLM_API_KEY" in keyless.stderr.splitlines()[0]
+    assert "ANTHROPIC_API_KEY" in keyless.stderr.splitlines()[0]
 
 
 def test_a_plan_with_a_question_waits_for_a_human(
@@ -333,3 +340,92 @@ def test_doctor_checks_that_the_configured_model_answers(
     assert (unset["ok"], unset["fix"]) == (False, "set SISU_LLM_MODEL=provider:name")
     # The key is never printed.
     assert KEY not in json.dumps([ok, unknown, down, unset])
+
+
+def test_doctor_checks_each_provider_as_far_as_it_can(
+    sisu_env: dict[str, str], fake: FakeOpenAI, tmp_path: Path
+) -> None:
+    # No key or credentials of this machine may count: the provider's own variables are blank.
+    bare = {
+        **sisu_env,
+        "SISU_COMPILER": "llm",
+        "HOME": str(tmp_path / "nohome"),
+        "NO_GCE_CHECK": "True",
+        **dict.fromkeys(
+            ("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY",
+             "GOOGLE_APPLICATION_CREDENTIALS"),
+            "",
+        ),
+    }  # fmt: skip
+
+    def model_finding(**env: str) -> dict[str, Any]:
+        result = run_sisu(["doctor", "--json"], {**bare, **env})
+        [found] = [f for f in result.json()["findings"] if f["name"] == "model"]
+        assert KEY not in result.stdout + result.stderr
+        return found
+
+    # anthropic: its model list, from the server at SISU_LLM_BASE_URL (Anthropic's SDK adds /v1).
+    anthropic_at = f"http://127.0.0.1:{fake.port}"
+    ok = model_finding(
+        SISU_LLM_MODEL="anthropic:fake-model", SISU_LLM_BASE_URL=anthropic_at,
+        ANTHROPIC_API_KEY=KEY,
+    )  # fmt: skip
+    assert (ok["ok"], ok["fix"]) == (True, None)
+    unknown = model_finding(
+        SISU_LLM_MODEL="anthropic:nosuch", SISU_LLM_BASE_URL=anthropic_at, SISU_LLM_API_KEY=KEY
+    )
+    assert (unknown["ok"], unknown["fix"]) == (False, "set SISU_LLM_MODEL to one of: fake-model")
+    assert fake.requests[-1].path.startswith("/v1/models")
+    # google: only that a key is there (Google is not asked).
+    gemini = model_finding(SISU_LLM_MODEL="google-gla:gemini-2.5-flash", GEMINI_API_KEY=KEY)
+    assert gemini["ok"] is True
+    assert "GEMINI_API_KEY" in gemini["symptom"]
+    # No key at all: the finding names the variable.
+    for model in ("anthropic:fake-model", "google-gla:gemini-2.5-flash", "openai:gpt-4.1"):
+        missing = model_finding(SISU_LLM_MODEL=model)
+        assert (missing["ok"], missing["fix"]) == (False, "set SISU_LLM_API_KEY"), model
+    vertex = model_finding(SISU_LLM_MODEL="google-vertex:gemini-2.5-flash")
+    assert vertex["ok"] is False
+    assert "SISU_LLM_API_KEY" in vertex["fix"]
+    assert "GOOGLE_APPLICATION_CREDENTIALS" in vertex["fix"]
+    express = model_finding(SISU_LLM_MODEL="google-vertex:gemini-2.5-flash", SISU_LLM_API_KEY=KEY)
+    assert express["ok"] is True
+
+
+def test_the_replay_example_runs_without_a_model_or_a_key(
+    sisu_env: dict[str, str], db_url: str, tmp_path: Path
+) -> None:
+    """examples/replay/run.sh, as a new user runs it: a replay worker from the example's
+    calls.json, the example's intent, `intent run --wait`. Nothing listens for a model."""
+    import subprocess
+
+    from tests.helpers import SISU
+
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **sisu_env,
+        "PATH": f"{Path(SISU).parent}:{sisu_env.get('PATH', '')}",
+        **dict.fromkeys(("OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GOOGLE_API_KEY"), ""),
+    }
+    done = subprocess.run(
+        ["bash", str(root / "examples" / "replay" / "run.sh")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [run] = rows(db_url, "SELECT id, status FROM app.runs")
+    assert run["status"] == "succeeded"
+    assert rows(
+        db_url, "SELECT compiler, model, error FROM app.opencode_calls WHERE run_id = %s",
+        (run["id"],),
+    ) == [{"compiler": "replay", "model": "replay:calls.json", "error": None}]  # fmt: skip
+    recorded = json.loads((root / "examples" / "replay" / "calls.json").read_text())
+    plan = compile_output(db_url, run["id"])
+    [answer] = [r["response"] for r in recorded]
+    [planned] = [p["args"] for p in answer["parts"] if p["part_kind"] == "tool-call"]
+    planned = json.loads(planned) if isinstance(planned, str) else planned
+    assert plan["patch"]["files"] == planned["files"]
+    workspace = Path(sisu_env["SISU_HOME"]) / "workspaces" / run["id"]
+    assert (workspace / "hello.txt").read_text() == planned["files"][0]["content"]
+    assert rows(
+        db_url, "SELECT count(*)::int AS n FROM app.mock_receipts WHERE run_id = %s", (run["id"],)
+    ) == [{"n": len(planned["tasks"])}]

@@ -3,8 +3,10 @@
 Each model request is its own DBOS step (pydantic-ai's `DBOSDurability`), run outside any
 database transaction; a request whose response was checkpointed is never sent again. Every
 request is recorded in `app.opencode_calls` by `RecordingModel`, on a short connection opened
-after the response is in. The model returns only the creative part (`PlanOut`); sisu builds the
-plan dict of the built-in compiler's contract from it."""
+after the response is in. When the request names a repository, the model may read it with the
+read-only tools of `repo_tools` (each call a DBOS step too). The model returns only the creative
+part (`PlanOut`); sisu builds the plan dict of the built-in compiler's contract from it. The
+providers are pydantic-ai's openai, anthropic and google (Gemini API and Vertex)."""
 
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 from weakref import WeakKeyDictionary
 
@@ -33,9 +35,34 @@ if TYPE_CHECKING:
     from pydantic_ai import Agent
     from pydantic_ai.models import Model
 
-# The providers this installation can reach: `openai` speaks to OpenAI and, through
-# SISU_LLM_BASE_URL, to any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LiteLLM).
-PROVIDERS = ("openai",)
+    from sisu.workflow.steps.repo_tools import RepoReader
+
+
+@dataclass(frozen=True)
+class Provider:
+    """How sisu reaches one pydantic-ai provider."""
+
+    kind: str  # the model family: openai, anthropic, google (Gemini API) or google-cloud (Vertex)
+    # The provider's own key variables, read when SISU_LLM_API_KEY is unset, in this order.
+    key_vars: tuple[str, ...]
+    # Whether a worker without a key (and, for openai, without SISU_LLM_BASE_URL) cannot work.
+    # Vertex authenticates with Google's application default credentials instead.
+    needs_key: bool = True
+
+
+_GEMINI = Provider("google", ("GOOGLE_API_KEY", "GEMINI_API_KEY"))
+_VERTEX = Provider("google-cloud", (), needs_key=False)
+# pydantic-ai's provider names; `openai` also reaches any OpenAI-compatible server (Ollama, vLLM,
+# llama.cpp, LiteLLM) through SISU_LLM_BASE_URL. `google-gla` / `google-vertex` are the names
+# pydantic-ai used before 2.0 for what it now calls `google` / `google-cloud`: both are accepted.
+PROVIDERS: dict[str, Provider] = {
+    "openai": Provider("openai", ("OPENAI_API_KEY",)),
+    "anthropic": Provider("anthropic", ("ANTHROPIC_API_KEY",)),
+    "google-gla": _GEMINI,
+    "google": _GEMINI,
+    "google-vertex": _VERTEX,
+    "google-cloud": _VERTEX,
+}
 # The agent's name prefixes its DBOS step names (`sisu_compiler__model.request`), which are
 # recorded with every in-flight run: never change it.
 AGENT_NAME = "sisu_compiler"
@@ -47,22 +74,40 @@ INSTRUCTIONS = (
     "command runs them, testCommand; the tasks to deliver (short strings, at most "
     f"{MAX_TASKS}); and a question only when a human must decide something before the tasks run."
 )
+REPO_INSTRUCTIONS = (
+    "The change is for a git repository; the workspace the files are written to is a checkout "
+    "of it at the intent's commit. list_files and read_file read that commit (read-only): look "
+    "at what you need before you plan, and give paths relative to the repository's root."
+)
 
 
 @dataclass(frozen=True)
 class LlmConfig:
-    provider: str
+    provider: str  # as the operator wrote it (a key of PROVIDERS)
     model_name: str
     base_url: str | None
-    api_key: str | None
+    # SISU_LLM_API_KEY, else the provider's own variable (key_var names which); never printed.
+    api_key: str | None = field(default=None, repr=False)
+    key_var: str | None = None
 
     @property
     def model(self) -> str:
         return f"{self.provider}:{self.model_name}"
 
+    @property
+    def kind(self) -> str:
+        return PROVIDERS[self.provider].kind
 
-def config_from(model: str | None, base_url: str | None, api_key: str | None) -> LlmConfig:
-    """The worker's model settings, or a validation_error naming the variable to set."""
+
+def config_from(
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    environ: Mapping[str, str] | None = None,
+) -> LlmConfig:
+    """The worker's model settings, or a validation_error naming the variable to set.
+    `environ` (default: the process's) supplies the provider's own key variables."""
+    env = os.environ if environ is None else environ
     if not model:
         raise ValidationFailed(
             "--compiler llm needs a model: set SISU_LLM_MODEL=provider:name "
@@ -77,7 +122,21 @@ def config_from(model: str | None, base_url: str | None, api_key: str | None) ->
             "OpenAI-compatible server through SISU_LLM_BASE_URL)",
             details=[{"field": "SISU_LLM_MODEL", "providers": list(PROVIDERS)}],
         )
-    return LlmConfig(provider=provider, model_name=name, base_url=base_url, api_key=api_key)
+    spec = PROVIDERS[provider]
+    key, key_var = (api_key, "SISU_LLM_API_KEY") if api_key else (None, None)
+    for var in spec.key_vars:
+        if key is None and env.get(var):
+            key, key_var = env[var], var
+    # A local OpenAI-compatible server may need no key.
+    if key is None and spec.needs_key and not (spec.kind == "openai" and base_url):
+        own = " or ".join(spec.key_vars)
+        raise ValidationFailed(
+            f"SISU_LLM_MODEL={model!r} needs an API key: set SISU_LLM_API_KEY (or {own})",
+            details=[{"field": "SISU_LLM_API_KEY", "alternatives": list(spec.key_vars)}],
+        )
+    return LlmConfig(
+        provider=provider, model_name=name, base_url=base_url, api_key=key, key_var=key_var
+    )
 
 
 class FileOut(BaseModel):
@@ -140,33 +199,72 @@ def is_transient_model_error(exc: BaseException) -> bool:
     )
 
 
-def _openai_model(cfg: LlmConfig) -> Model:
-    """The configured model, one client per event loop: each DBOS workflow thread runs the
-    agent on a loop of its own, and a pooled HTTP connection belongs to the loop that opened
-    it (one shared client failed every second run)."""
-    from pydantic_ai.models import Model as ModelBase
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.models.wrapper import WrapperModel
-    from pydantic_ai.providers.openai import OpenAIProvider
+def provider_model(cfg: LlmConfig) -> Model:
+    """A fresh pydantic-ai model for `cfg`, with its own HTTP client. Building one sends no
+    request (except that Vertex, without a key, looks for Google's default credentials)."""
+    kind = cfg.kind
+    if kind == "openai":
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
 
-    def make() -> ModelBase:
-        # The key: SISU_LLM_API_KEY, else the provider's own OPENAI_API_KEY; a local server
-        # (SISU_LLM_BASE_URL) may need none, but the client insists on one.
-        key = cfg.api_key or os.environ.get("OPENAI_API_KEY") or ("none" if cfg.base_url else None)
+        # A local server (SISU_LLM_BASE_URL) may need no key, but the client insists on one.
+        key = cfg.api_key or ("none" if cfg.base_url else None)
         return OpenAIChatModel(
             cfg.model_name, provider=OpenAIProvider(base_url=cfg.base_url, api_key=key)
         )
+    if kind == "anthropic":
+        from pydantic_ai.models.anthropic import AnthropicModel
+        from pydantic_ai.providers.anthropic import AnthropicProvider
+
+        return AnthropicModel(
+            cfg.model_name, provider=AnthropicProvider(api_key=cfg.api_key, base_url=cfg.base_url)
+        )
+    from pydantic_ai.models.google import GoogleModel
+
+    if kind == "google":
+        from pydantic_ai.providers.google import GoogleProvider
+
+        return GoogleModel(
+            cfg.model_name, provider=GoogleProvider(api_key=cfg.api_key, base_url=cfg.base_url)
+        )
+    from pydantic_ai.providers.google_cloud import GoogleCloudProvider
+
+    # Without SISU_LLM_API_KEY (an express-mode key) the provider finds its own credentials:
+    # GOOGLE_APPLICATION_CREDENTIALS, gcloud's, GOOGLE_API_KEY; GOOGLE_CLOUD_PROJECT/LOCATION.
+    return GoogleModel(
+        cfg.model_name,
+        provider=GoogleCloudProvider(api_key=cfg.api_key, base_url=cfg.base_url),
+    )
+
+
+def _per_loop_model(cfg: LlmConfig) -> Model:
+    """The configured model, one client per event loop: each DBOS workflow thread runs the
+    agent on a loop of its own, and a pooled HTTP connection belongs to the loop that opened
+    it (one shared client failed every second run). The first one is built at once, so a
+    provider that cannot be built stops the worker at start."""
+    from pydantic_ai.models import Model as ModelBase
+    from pydantic_ai.models.wrapper import WrapperModel
+
+    try:
+        first = provider_model(cfg)
+    except Exception as exc:
+        # e.g. Vertex without credentials (google.auth's DefaultCredentialsError).
+        raise ValidationFailed(
+            f"SISU_LLM_MODEL={cfg.model}: the provider cannot be set up: "
+            f"{type(exc).__name__}: {exc}; set SISU_LLM_API_KEY or the provider's credentials",
+            details=[{"field": "SISU_LLM_API_KEY"}],
+        ) from exc
 
     class PerLoopModel(WrapperModel):
         def __init__(self) -> None:
-            super().__init__(make())
+            super().__init__(first)
             self._per_loop: WeakKeyDictionary[asyncio.AbstractEventLoop, ModelBase] = (
                 WeakKeyDictionary()
             )
 
         async def request(self, messages: Any, model_settings: Any, params: Any) -> Any:
             loop = asyncio.get_running_loop()
-            model = self._per_loop.get(loop) or self._per_loop.setdefault(loop, make())
+            model = self._per_loop.get(loop) or self._per_loop.setdefault(loop, provider_model(cfg))
             return await model.request(messages, model_settings, params)
 
     return PerLoopModel()
@@ -245,11 +343,17 @@ class LlmCompiler:
         label: str,
         max_attempts: int,
         backoff: float,
+        reader_for: Callable[[dict[str, Any]], RepoReader | None] | None = None,
     ) -> None:
-        from pydantic_ai import Agent
+        from pydantic_ai import Agent, RunContext
         from pydantic_ai.durable_exec.dbos import DBOSDurability, StepConfig
 
+        from sisu.workflow.steps.repo_tools import RepoReader, repo_for, repo_toolset
+
         self.name, self.label = name, label
+        # What the repository tools read for a request: its repository at its commit (None:
+        # no tools); the replay compiler reads its recording instead.
+        self.reader_for = reader_for or repo_for
         step_config = cast(
             StepConfig,
             {
@@ -261,15 +365,29 @@ class LlmCompiler:
             },
         )
         # Built before DBOS launches: recovery at launch may call it at once.
-        self.agent: Agent[None, PlanOut] = Agent(
+        self.agent: Agent[RepoReader | None, PlanOut] = Agent(
             _recording(inner, url, compiler=name, label=label),
             name=AGENT_NAME,
+            deps_type=cast(Any, RepoReader | None),
             output_type=PlanOut,
             instructions=INSTRUCTIONS,
+            # Offered only when the run has a repository (the deps).
+            toolsets=[repo_toolset(AGENT_NAME)],
             # No hidden client retries: DBOS retries a request, and each one is recorded.
             model_settings={"max_retries": 0},
-            capabilities=[DBOSDurability(model_step_config=step_config)],
+            capabilities=[
+                DBOSDurability(
+                    model_step_config=step_config,
+                    # Each tool call is a DBOS step, numbered as it starts: one at a time, so a
+                    # recovered run meets its recorded steps in the same order.
+                    parallel_execution_mode="sequential",
+                )
+            ],
         )
+
+        @self.agent.instructions
+        def repository_note(ctx: RunContext[RepoReader | None]) -> str | None:
+            return REPO_INSTRUCTIONS if ctx.deps is not None else None
 
     def compile(self, request: dict[str, Any]) -> dict[str, Any]:
         raise StepError("the llm compiler plans in the workflow (draft), not in a transaction")
@@ -278,16 +396,19 @@ class LlmCompiler:
         from dbos._error import DBOSMaxStepRetriesExceeded
         from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
 
-        prompt = json.dumps(
-            {
-                "goal": request["goal"],
-                "inputs": request.get("inputs") or {},
-                "constraints": request.get("constraints") or {},
-            },
-            sort_keys=True,
-        )
+        reader = self.reader_for(request)
+        asked: dict[str, Any] = {
+            "goal": request["goal"],
+            "inputs": request.get("inputs") or {},
+            "constraints": request.get("constraints") or {},
+        }
+        if reader is not None and request.get("commit"):
+            asked["repository"] = {"commit": request["commit"]}
+        prompt = json.dumps(asked, sort_keys=True)
         try:
-            result = self.agent.run_sync(prompt, usage_limits=budget())
+            result = self.agent.run_sync(prompt, deps=reader, usage_limits=budget())
+        except StepError:
+            raise  # the repository could not be read: already says what failed
         except UsageLimitExceeded as exc:
             raise BudgetExceeded(f"the run's model budget is spent: {exc}") from exc
         except DBOSMaxStepRetriesExceeded as exc:
@@ -315,7 +436,7 @@ def _permanent_message(model: str, exc: Exception) -> str:
 
 def llm_compiler(cfg: LlmConfig, url: str, *, max_attempts: int, backoff: float) -> LlmCompiler:
     return LlmCompiler(
-        _openai_model(cfg),
+        _per_loop_model(cfg),
         url,
         name="llm",
         label=cfg.model,
