@@ -195,7 +195,7 @@ def _checked_executor(
                 f"unknown sandbox isolation {isolation!r}: use bwrap or none",
                 details=[{"field": "sandbox_isolation", "allowed": ["bwrap", "none"]}],
             )
-        why = sandbox.probe(isolation)
+        why = sandbox.probe("none" if isolation == "none" else "bwrap")
         if why is not None:
             raise ValidationFailed(
                 f"--executor sandbox cannot isolate commands here: {why}. Fix that, or pass "
