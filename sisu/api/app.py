@@ -12,7 +12,7 @@ import sqlalchemy.exc
 from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sisu import __version__
@@ -35,7 +35,7 @@ from sisu.contracts.runs import (
     RunSummary,
     RunView,
 )
-from sisu.errors import SisuError, UnsupportedMediaType
+from sisu.errors import SisuError, UnsupportedMediaType, ValidationFailed
 from sisu.service import health, human, intents, repair, views
 from sisu.service.backend import Backend
 from sisu.service.views import MAX_LIMIT
@@ -97,6 +97,21 @@ async def require_json(request: Request) -> None:
 
 JSON_BODY = [Depends(require_json)]
 
+
+def known_query(request: Request) -> None:
+    """A query parameter the route does not take is a mistake (a misspelt `limit` would be
+    silently ignored): refused like an unknown body field."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    known = {p.alias for p in dependant.query_params} if dependant is not None else set()
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise ValidationFailed(
+            f"unknown query parameter {unknown[0]!r}"
+            + (f"; this route takes {', '.join(sorted(known))}" if known else ""),
+            details=[{"field": name, "type": "extra_forbidden"} for name in unknown],
+        )
+
 # Path ids go into SQL: refuse what PostgreSQL cannot hold (a NUL from `/runs/%00`) as input.
 RunId = Annotated[Text, Path(description="The run id (= intent id = workflow id).")]
 IntentId = Annotated[Text, Path(description="The intent id.")]
@@ -134,6 +149,7 @@ def create_app(
     max_body_bytes: int | None = None,
 ) -> FastAPI:
     app = FastAPI(
+        dependencies=[Depends(known_query)],
         title="sisu api-shim",
         version=__version__,
         description="Submit intents, trigger their durable runs, read run state. Every error "
@@ -242,10 +258,12 @@ def create_app(
 
     @app.get(
         "/runs/{run_id}/patch",
-        response_class=PlainTextResponse,
         responses={
             **_errors(400, 404, 409),
-            200: {"content": {"text/x-diff": {}}, "description": "The run's unified diff."},
+            200: {
+                "content": {"text/x-diff": {"schema": {"type": "string"}}},
+                "description": "The run's unified diff.",
+            },
         },
     )
     def get_patch(run_id: RunId) -> Response:

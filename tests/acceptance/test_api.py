@@ -184,6 +184,7 @@ REJECTIONS = [
     ),
     pytest.param("GET", "/runs?limit=0", {}, 400, "validation_error", id="list-limit-0"),
     pytest.param("GET", "/runs?limit=abc", {}, 400, "validation_error", id="list-limit-text"),
+    pytest.param("GET", "/runs?limt=5", {}, 400, "validation_error", id="list-unknown-query"),
     pytest.param(
         "POST", "/intents/{intent}/run", {"json": {"traceId": 5}},
         400, "validation_error", id="run-trace-id-number",
@@ -192,6 +193,31 @@ REJECTIONS = [
         "POST", "/intents", {"json": ["goal", "demo"]}, 400, "validation_error", id="body-array"
     ),
     pytest.param("GET", "/no-such-route", {}, 404, "not_found", id="unknown-route"),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "repo": "/no/such/repo"}},
+        400, "validation_error", id="repo-missing",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "repo": "/"}},
+        400, "validation_error", id="repo-not-git",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "ref": "main"}},
+        400, "validation_error", id="ref-without-repo",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "inputs": {"files": [{"path": 1}]}}},
+        400, "validation_error", id="scripted-files-malformed",
+    ),
+    pytest.param(
+        "POST", "/intents", {"json": {"goal": "demo", "constraints": {"env": {"A B": "x"}}}},
+        400, "validation_error", id="command-env-bad-name",
+    ),
+    pytest.param(
+        "POST", "/intents/{timeout_intent}/run", {"json": {}},
+        400, "queue_policy_violation", id="command-timeout-over-cap",
+    ),
+    pytest.param("GET", "/runs/no-such-run/patch", {}, 404, "not_found", id="patch-unknown-run"),
     pytest.param("DELETE", "/intents", {}, 405, "method_not_allowed", id="wrong-method"),
 ]  # fmt: skip
 
@@ -208,6 +234,11 @@ def test_rejections_fail_closed(
 ) -> None:
     if "{intent}" in path:
         path = path.format(intent=create_intent(api))
+    if "{timeout_intent}" in path:  # over SISU_CAP_SANDBOX_MINUTES (60) x 60 s
+        created = api.post(
+            "/intents", json={"goal": "slow", "constraints": {"timeoutSeconds": 3601}}
+        )
+        path = path.format(timeout_intent=created.json()["intentId"])
     before = table_counts(module_db_url, COUNTED_TABLES)
     response = api.request(method, path, **kwargs)
     error_of(response, status, code)
@@ -236,6 +267,20 @@ def test_healthz_names_the_live_worker(api: httpx.Client, api_worker: WorkerProc
     assert body["ok"] is True
     assert body["db"] == "up"
     assert body["appVersion"] == "v1"
+
+
+def test_a_runs_patch_is_a_diff_over_http(api: httpx.Client, module_db_url: str) -> None:
+    files = [{"path": "hello.txt", "content": "hello\n"}]
+    intent_id = create_intent(api, files=files)
+    assert api.post(f"/intents/{intent_id}/run", json={}).status_code == 202
+    wait_workflow_status(module_db_url, intent_id, "SUCCESS")
+    r = api.get(f"/runs/{intent_id}/patch")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/x-diff")
+    assert r.text == (
+        "diff --git a/hello.txt b/hello.txt\nnew file mode 100644\n--- /dev/null\n"
+        "+++ b/hello.txt\n@@ -0,0 +1 @@\n+hello\n"
+    )
 
 
 def test_list_runs(api: httpx.Client) -> None:

@@ -213,3 +213,40 @@ def test_a_timed_out_question_is_asked_again_on_retry(
     assert r.status_code == 202, r.text
     wait_run_done(hitl_db, run_id, worker=worker, timeout=30)
     assert step_attempts(hitl_db, run_id) == [(step, 1, "succeeded") for step in STEP_IDS]
+
+
+def test_an_approval_gate_takes_approve_and_reject_from_the_cli_and_http(
+    api: httpx.Client, hitl_db: str, hitl_env: dict[str, str], worker: WorkerProcess
+) -> None:
+    gate = {"requireApproval": True}
+    approved, rejected, over_http = (start(api, goal, gate) for goal in ("ok", "no", "http"))
+    for run_id in (approved, rejected, over_http):
+        wait_run_status(hitl_db, run_id, "waiting_input", worker=worker)
+    inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
+    cards = {item["runId"]: item for item in inbox.json()}
+    assert cards[approved]["question"].startswith("Approve this change?")
+    assert cards[approved]["answerSchema"]["required"] == ["approved"]
+    # An answer where an approval is due, and an approval flag with a payload, change nothing.
+    error_of(event(api, approved, {"answer": "yes"}), 400, "validation_error")
+    both = run_sisu(["run", "event", approved, "--approve", "--payload", "{}"], hitl_env)
+    assert both.exit_code == 2
+    assert run_row(hitl_db, approved)["status"] == "waiting_input"
+    assert human_event_count(hitl_db, approved) == 0
+
+    assert run_sisu(["run", "event", approved, "--approve"], hitl_env).exit_code == 0
+    no = run_sisu(["run", "event", rejected, "--reject", "--reason", "too risky"], hitl_env)
+    assert no.exit_code == 0, no.stderr
+    r = api.post(
+        f"/runs/{over_http}/events",
+        json={"type": "approval", "payload": {"approved": False}},
+    )
+    assert r.status_code == 202, r.text
+    wait_run_done(hitl_db, approved, worker=worker)
+    for run_id, reason in ((rejected, "too risky"), (over_http, "rejected without a reason")):
+        wait_run_status(hitl_db, run_id, "canceled", worker=worker)
+        wait_dbos_status(hitl_db, run_id, "SUCCESS")
+        row = run_row(hitl_db, run_id)
+        assert row["error"] == {"code": "rejected", "message": reason, "step": "DecideST"}
+        assert [a[0] for a in step_attempts(hitl_db, run_id)] == ["CompileST", "ApplyPatchST"]
+        audit = run_sisu(["audit", "--json", "--run", run_id], hitl_env)
+        assert audit.exit_code == 0, audit.stdout

@@ -349,7 +349,7 @@ def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> 
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json", headers=headers)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 9, [op.label for op in operations]
+    assert len(operations) == 10, [op.label for op in operations]
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 
@@ -362,6 +362,18 @@ def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> 
                 suppress_health_check=list(HealthCheck),
             )
             def check(case: schemathesis.Case) -> None:
+                # Called within this iteration, so the loop variable is the one meant.
+                positive = mode is GenerationMode.POSITIVE  # noqa: B023
+                if (
+                    positive
+                    and case.operation.label == "POST /intents"
+                    and isinstance(case.body, dict)
+                ):
+                    # `repo` names a git repository on the server's machine, which no generator
+                    # can guess: a well-formed path that is not one is a 400 by design (tested
+                    # in test_api.py). Everything else in the body is generated as usual.
+                    case.body.pop("repo", None)
+                    case.body.pop("ref", None)
                 case.call_and_validate(headers=headers)
 
             try:

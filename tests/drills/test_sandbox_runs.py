@@ -250,3 +250,27 @@ def _sleepers(workspace: Path) -> list[int]:
             found.append(int(proc.name))
     time.sleep(0.1)
     return found
+
+
+def test_run_logs_follows_the_command_until_the_run_settles(db_url: str, tmp_path: Path) -> None:
+    worker = sandbox_worker(db_url, tmp_path)
+    env = {**sisu_env_for(db_url, tmp_path / "cli"), "SISU_HOME": str(tmp_path / "home")}
+    try:
+        wait_worker_ready(db_url, worker)
+        with fast_backend(db_url) as b:
+            run_id = start_intent(
+                b,
+                "print slowly",
+                inputs={
+                    "testCommand": "for i in 1 2 3; do echo line $i; sleep 1; done; echo e >&2"
+                },
+            )
+        followed = run_sisu(["run", "logs", run_id, "--follow"], env, timeout=60)
+    finally:
+        worker.stop()
+    assert followed.exit_code == 0, followed.stderr
+    assert followed.stdout == "line 1\nline 2\nline 3\n"
+    assert followed.stderr == "e\n"
+    assert run_row(db_url, run_id)["status"] == "succeeded"
+    missing = run_sisu(["run", "logs", "no-such-run"], env)
+    assert missing.exit_code == 4
