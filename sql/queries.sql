@@ -506,9 +506,11 @@ SELECT count(*)::int AS n FROM dbos.workflow_status
 WHERE executor_id = %(executor_id)s AND status = 'PENDING';
 
 -- name: bench_timings
--- Per workflow: enqueue to start, start to finish (ms), from DBOS's own timestamps.
+-- Per workflow: enqueue to start, start to finish (ms), from DBOS's own timestamps. DBOS stamps
+-- the start with now() of the dequeuing transaction, which may have begun a few milliseconds
+-- before the enqueue committed: such a start counts as immediate, not as negative.
 SELECT workflow_uuid, status, created_at, started_at_epoch_ms, completed_at,
-       (started_at_epoch_ms - created_at)::float8 AS enqueue_to_start_ms,
+       greatest(started_at_epoch_ms - created_at, 0)::float8 AS enqueue_to_start_ms,
        (coalesce(completed_at, updated_at) - started_at_epoch_ms)::float8 AS run_ms
 FROM dbos.workflow_status
 WHERE workflow_uuid = ANY(%(ids)s);

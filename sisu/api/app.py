@@ -112,6 +112,7 @@ def known_query(request: Request) -> None:
             details=[{"field": name, "type": "extra_forbidden"} for name in unknown],
         )
 
+
 # Path ids go into SQL: refuse what PostgreSQL cannot hold (a NUL from `/runs/%00`) as input.
 RunId = Annotated[Text, Path(description="The run id (= intent id = workflow id).")]
 IntentId = Annotated[Text, Path(description="The intent id.")]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -63,6 +63,11 @@ class WorkerProcess:
             env=env, start_new_session=True,
         )  # fmt: skip
         return self
+
+    def restart(self) -> WorkerProcess:
+        """A new process with this one's identity and settings, started: what an operator does
+        after a crash (the same executor id recovers the crashed process's work)."""
+        return replace(self, proc=None, _log=None).start()
 
     @property
     def pid(self) -> int:

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sisu.drills.processes import WorkerProcess
 from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
 from tests.helpers import rows, run_sisu
 from tests.integration.test_llm_compiler import KEY, PLAN, llm_worker
@@ -46,16 +45,7 @@ def test_a_kill_during_a_model_request_repeats_at_most_that_request(
         assert arrived.wait(60), "the model request never arrived"
         first.kill()
         release.set()
-        second = WorkerProcess(
-            url=first.url,
-            executor_id=first.executor_id,
-            app_version=first.app_version,
-            queues=first.queues,
-            log_path=first.log_path,
-            extra_args=first.extra_args,
-            extra_env=first.extra_env,
-            clean_env=True,
-        ).start()
+        second = first.restart()
         try:
             wait_run_done(db_url, run_id, worker=second, timeout=90)
         finally:

@@ -212,16 +212,7 @@ def test_a_worker_killed_mid_command_runs_it_again_in_a_rebuilt_workspace(
     # die-with-parent: the command does not outlive its worker.
     poll("the killed worker's command to die", lambda: None if _sleepers(workspace) else True,
          timeout=10)  # fmt: skip
-    second = WorkerProcess(
-        url=first.url,
-        executor_id=first.executor_id,
-        app_version=first.app_version,
-        queues=first.queues,
-        log_path=first.log_path,
-        extra_args=first.extra_args,
-        extra_env=first.extra_env,
-        clean_env=True,
-    ).start()
+    second = first.restart()
     try:
         wait_run_done(db_url, run_id, worker=second, timeout=90)
     finally:

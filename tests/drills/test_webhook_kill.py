@@ -86,16 +86,7 @@ def test_a_worker_killed_during_a_delivery_sends_it_again_under_the_same_key(
         assert held.arrived.wait(60), "the delivery never arrived"
         first.kill()
         held.release.set()
-        second = WorkerProcess(
-            url=first.url,
-            executor_id=first.executor_id,
-            app_version=first.app_version,
-            queues=first.queues,
-            log_path=first.log_path,
-            extra_args=first.extra_args,
-            extra_env=first.extra_env,
-            clean_env=True,
-        ).start()
+        second = first.restart()
         try:
             wait_run_done(db_url, run_id, worker=second, timeout=90)
         finally:
