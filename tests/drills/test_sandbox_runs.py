@@ -58,6 +58,15 @@ def sandbox_worker(url: str, tmp_path: Path, executor_id: str | None = None) -> 
     ).start()
 
 
+def output_artifacts(url: str, run_id: str) -> list[str]:
+    found = rows(
+        url,
+        "SELECT kind FROM app.artifacts WHERE run_id = %s AND step_id = 'ExecuteST' ORDER BY idx",
+        (run_id,),
+    )
+    return [a["kind"] for a in found]
+
+
 def run_command(
     url: str, tmp_path: Path, command: str, want: str, **constraints: Any
 ) -> dict[str, Any]:
@@ -108,12 +117,7 @@ def test_the_example_fix_passes_its_test_and_its_patch_applies(db_url: str, tmp_
     )
     assert step["output"]["executor"] == "sandbox"
     assert step["output"]["exitCode"] == 0
-    kinds = rows(
-        db_url,
-        "SELECT kind FROM app.artifacts WHERE run_id = %s AND step_id = 'ExecuteST' ORDER BY idx",
-        (run_id,),
-    )
-    assert [k["kind"] for k in kinds] == ["stdout", "stderr"]
+    assert output_artifacts(db_url, run_id) == ["stdout", "stderr"]
     # The patch, through a real terminal, applies to the user's repository, which is untouched.
     code, shown = pty_run(["run", "patch", run_id], env)
     assert code == 0 and "+echo $(( $1 + $2 ))" in shown
@@ -136,6 +140,7 @@ def test_a_failing_command_fails_the_run_with_its_tail_and_retry_runs_it_again(
     assert run["error"]["code"] == "command_failed"
     assert run["next_action"] == "REPAIR"
     assert "exit 3" in run["error"]["message"] and "broken" in run["error"]["message"]
+    assert output_artifacts(db_url, run["id"]) == ["stdout", "stderr"]
     with fast_backend(db_url) as b:
         repair.retry_run(b, run["id"])
     worker = sandbox_worker(db_url, tmp_path)
@@ -161,6 +166,7 @@ def test_a_failing_command_fails_the_run_with_its_tail_and_retry_runs_it_again(
     finally:
         worker.stop()
     assert run_row(db_url, run["id"])["retry_count"] == 1
+    assert output_artifacts(db_url, run["id"]) == ["stdout", "stderr"] * 2
 
 
 def test_a_command_over_its_timeout_is_killed(db_url: str, tmp_path: Path) -> None:

@@ -382,6 +382,7 @@ def perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict
         return _perform(run_id, plan, decision)
     except StepError as exc:
         _record_outside_failure(run_id, "ExecuteST", exc.as_error("ExecuteST"))
+        _record_failed_output(run_id)
         raise
 
 
@@ -415,22 +416,44 @@ def _record_outside_failure(run_id: str, step_id: str, error: dict[str, Any]) ->
     _record_failed_attempt(run_id, step_id, datetime.now(UTC), error)
 
 
+@DBOS.step(name="RecordFailedOutputST")
+def _record_failed_output(run_id: str) -> None:
+    """A failed command's output files are artifacts too (numbered after earlier attempts'),
+    so `sisu run show` of a failed run points at what it printed."""
+    logs = runtime.get().logs / run_id
+    found = [
+        {
+            "run_id": run_id,
+            "step_id": "ExecuteST",
+            "kind": stream,
+            "uri": path.as_uri(),
+            "inline": None,
+            "sha256": _sha256(path.read_bytes()),
+        }
+        for stream, path in (("stdout", logs / "stdout.log"), ("stderr", logs / "stderr.log"))
+        if path.is_file()
+    ]
+    if found:
+        with datasource.outside_transaction() as conn:
+            conn.executemany(q("insert_next_artifact"), found)
+
+
 def _record_outcome(conn: Conn, run_id: str, outcome: dict[str, Any]) -> dict[str, Any]:
-    """ExecuteST's output for an outside executor's outcome; its files become artifacts."""
+    """ExecuteST's output for an outside executor's outcome; its files become artifacts,
+    numbered after those of earlier, failed attempts."""
     artifacts = [
         {
             "run_id": run_id,
             "step_id": "ExecuteST",
-            "idx": idx,
             "kind": a["kind"],
             "uri": a["uri"],
             "inline": None,
             "sha256": a["sha256"],
         }
-        for idx, a in enumerate(outcome.get("artifacts") or [])
+        for a in outcome.get("artifacts") or []
     ]
     if artifacts:
-        conn.executemany(q("insert_artifact"), artifacts)
+        conn.executemany(q("insert_next_artifact"), artifacts)
     executor = runtime.get().executor
     assert isinstance(executor, OutsideExecutor)
     return {"executor": executor.name, **outcome}
