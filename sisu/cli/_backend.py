@@ -16,7 +16,7 @@ def backend() -> Iterator[Backend]:
     from sisu.service.backend import Backend
 
     s = settings()
-    b = Backend.from_settings(database_url(s), s, pool_size=2)
+    b = Backend.from_settings(database_url(s), s, pool_size=2, pooled=False)
     try:
         yield b
     finally:

@@ -35,8 +35,12 @@ class Backend:
         run_policy: dict[str, Any] | None = None,
         queue_policy: QueuePolicy | None = None,
         pool_size: int = 5,
+        pooled: bool = True,
     ) -> None:
         self.url = url
+        # A one-shot process (a CLI command) reads on a plain psycopg connection: no pool to
+        # warm up, and no SQLAlchemy to import, which is most of a read command's start-up.
+        self.pooled = pooled
         self.app_version = app_version
         # Passed to every new run's workflow: how often and how patiently a step is retried.
         self.run_policy = run_policy or {"maxAttempts": 3, "backoffSeconds": 1.0}
@@ -44,7 +48,9 @@ class Backend:
         self.pool_size = pool_size
 
     @classmethod
-    def from_settings(cls, url: str, settings: Settings, *, pool_size: int = 5) -> Backend:
+    def from_settings(
+        cls, url: str, settings: Settings, *, pool_size: int = 5, pooled: bool = True
+    ) -> Backend:
         return cls(
             url,
             app_version=settings.app_version,
@@ -54,6 +60,7 @@ class Backend:
             },
             queue_policy=QueuePolicy.from_settings(settings),
             pool_size=pool_size,
+            pooled=pooled,
         )
 
     @cached_property
@@ -98,6 +105,18 @@ class Backend:
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
+        if not self.pooled and "engine" not in self.__dict__:
+            try:
+                direct = psycopg.connect(
+                    self.url, connect_timeout=5, application_name="sisu"
+                )
+            except psycopg.OperationalError as exc:
+                raise DatabaseUnavailable(
+                    f"database {redact(self.url)} unavailable: {' '.join(str(exc).split())}"
+                ) from exc
+            with direct, direct.cursor(row_factory=dict_row) as cur:
+                yield cur
+            return
         with self._translated(), self.engine.connect() as conn:
             driver = conn.connection.driver_connection
             assert isinstance(driver, psycopg.Connection)
