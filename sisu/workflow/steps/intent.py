@@ -89,16 +89,23 @@ def _run_step(
 
     try:
         return datasource.run(step_id, transaction)
-    except StepError as exc:
-        _record_failed_attempt(run_id, step_id, started_at, exc.as_error(step_id))
-        raise
     except Exception as exc:
-        # Lost connections, a restarting server, a full disk, serialization failures, a pool
-        # with no free connection in time (a burst): worth another attempt, not a failed run.
-        kind = TransientStepError if faults.is_transient(exc) else StepError
-        error = kind(f"{type(exc).__name__}: {exc}")
+        error = _step_error(exc)
         _record_failed_attempt(run_id, step_id, started_at, error.as_error(step_id))
+        if error is exc:
+            raise
         raise error from exc
+
+
+def _step_error(exc: Exception) -> StepError:
+    """What the workflow is told of a step's failure: the step's own error, or — lost
+    connections, a restarting server, a full disk, serialization failures, a pool with no free
+    connection in time (a burst) — a transient one worth another attempt; anything else fails
+    the run with its type and message."""
+    if isinstance(exc, StepError):
+        return exc
+    kind = TransientStepError if faults.is_transient(exc) else StepError
+    return kind(f"{type(exc).__name__}: {exc}")
 
 
 def is_transient_failure(exc: BaseException) -> bool:
@@ -235,9 +242,12 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     started_at = datetime.now(UTC)
     try:
         built = _rebuild(run_id, plan)
-    except StepError as exc:
-        _record_failed_attempt(run_id, "ApplyPatchST", started_at, exc.as_error("ApplyPatchST"))
-        raise
+    except Exception as exc:
+        error = _step_error(exc)
+        _record_failed_attempt(run_id, "ApplyPatchST", started_at, error.as_error("ApplyPatchST"))
+        if error is exc:
+            raise
+        raise error from exc
 
     def body(conn: Conn) -> dict[str, Any]:
         artifacts = [
@@ -380,10 +390,13 @@ def perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict
     webhook again. A failure is recorded as a failed ExecuteST attempt."""
     try:
         return _perform(run_id, plan, decision)
-    except StepError as exc:
-        _record_outside_failure(run_id, "ExecuteST", exc.as_error("ExecuteST"))
+    except Exception as exc:
+        error = _step_error(exc)
+        _record_outside_failure(run_id, "ExecuteST", error.as_error("ExecuteST"))
         _record_failed_output(run_id)
-        raise
+        if error is exc:
+            raise
+        raise error from exc
 
 
 @DBOS.step(name="PerformST")
