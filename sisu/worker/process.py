@@ -6,6 +6,7 @@ restarts and unique per worker — never DBOS's shared default "local"."""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import math
 import os
@@ -154,6 +155,9 @@ def run(opts: WorkerOptions) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    # `kill -USR2 PID` writes every thread's stack to the worker's log: what a stuck worker is
+    # doing, without stopping it.
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
 
     from dbos import DBOS
 
@@ -222,7 +226,11 @@ def run(opts: WorkerOptions) -> int:
         me.admin_port,
     )
 
-    stop.wait()
+    # Never block for good: the kernel may deliver SIGTERM to any of the process's threads, and
+    # Python runs the handler (which sets `stop`) only when the main thread wakes up. Blocked in
+    # an untimed wait, a worker under load sometimes never heard its SIGTERM.
+    while not stop.wait(timeout=0.5):
+        pass
     log.info("worker %s stopping", opts.executor_id)
     admin_server.shutdown()
     # Both background sweeps are told at once, then waited for: a stop is not two timeouts long.
