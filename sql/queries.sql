@@ -126,11 +126,27 @@ SELECT id, status, next_action, last_step, error, retry_count, trace_id, lane, p
 FROM app.runs WHERE id = %(id)s;
 
 -- name: list_runs
+-- A page of runs, newest first, after the cursor (created_at, id) of the previous page's last
+-- run; no cursor starts before every run. One index range scan (runs_created_id_idx) that stops
+-- after `limit` rows: never OFFSET, which would read every skipped row.
 SELECT id, status, next_action, last_step, retry_count, trace_id, lane, priority,
        created_at, updated_at
 FROM app.runs
-WHERE (%(status)s::text IS NULL OR status = %(status)s)
-ORDER BY created_at DESC, id
+WHERE (created_at, id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                          coalesce(%(after_id)s::text, ''))
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: list_runs_by_status
+-- The same within one status (runs_status_created_id_idx). A query of its own: "status = $1
+-- OR $1 IS NULL" cannot be an index condition in a cached generic plan.
+SELECT id, status, next_action, last_step, retry_count, trace_id, lane, priority,
+       created_at, updated_at
+FROM app.runs
+WHERE status = %(status)s
+  AND (created_at, id) < (coalesce(%(after_at)s::timestamptz, 'infinity'),
+                          coalesce(%(after_id)s::text, ''))
+ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: run_steps
@@ -269,8 +285,10 @@ FROM app.runs WHERE id = %(id)s FOR UPDATE;
 SELECT id FROM app.human_events WHERE dedupe_key = %(dedupe_key)s;
 
 -- name: question_card
+-- The run's latest question card (AwaitInputST writes it under DecideST): read backwards along
+-- app.artifacts' primary key (run_id, step_id, idx).
 SELECT inline FROM app.artifacts
-WHERE run_id = %(run_id)s AND kind = 'question_card'
+WHERE run_id = %(run_id)s AND step_id = 'DecideST' AND kind = 'question_card'
 ORDER BY idx DESC LIMIT 1;
 
 -- name: insert_human_event
@@ -282,15 +300,22 @@ UPDATE app.runs SET status = 'running', next_action = NULL, updated_at = clock_t
 WHERE id = %(run_id)s;
 
 -- name: inbox
-SELECT r.id, card.inline AS card
+-- A page of the runs waiting for a human, longest waiting first, after the cursor (updated_at,
+-- id) of the previous page's last run (a waiting run's updated_at is when it began to wait).
+-- The partial index runs_waiting_idx gives the page in order; each run's latest card is then
+-- one primary-key probe of app.artifacts, as in question_card.
+SELECT r.id, r.updated_at, card.inline AS card
 FROM app.runs r
 JOIN LATERAL (
     SELECT inline FROM app.artifacts a
-    WHERE a.run_id = r.id AND a.kind = 'question_card'
+    WHERE a.run_id = r.id AND a.step_id = 'DecideST' AND a.kind = 'question_card'
     ORDER BY a.idx DESC LIMIT 1
 ) card ON true
 WHERE r.status = 'waiting_input'
-ORDER BY r.updated_at;
+  AND (r.updated_at, r.id) > (coalesce(%(after_at)s::timestamptz, '-infinity'),
+                              coalesce(%(after_id)s::text, ''))
+ORDER BY r.updated_at, r.id
+LIMIT %(limit)s;
 
 -- name: retry_start_step
 -- Where a retry resumes: the function after the last stable step that succeeded.

@@ -26,19 +26,21 @@ from sisu.contracts.runs import (
     EventAccepted,
     EventRequest,
     HealthView,
+    InboxCursor,
+    InboxPage,
     IntentCreate,
     IntentCreated,
     RetryAccepted,
+    RunPage,
     RunRequest,
+    RunsCursor,
     RunStarted,
     RunStatus,
-    RunSummary,
     RunView,
 )
 from sisu.errors import SisuError, UnsupportedMediaType, ValidationFailed
-from sisu.service import health, human, intents, repair, views
+from sisu.service import health, human, intents, paging, repair, views
 from sisu.service.backend import Backend
-from sisu.service.views import MAX_LIMIT
 
 
 def _error(
@@ -116,6 +118,18 @@ def known_query(request: Request) -> None:
 # Path ids go into SQL: refuse what PostgreSQL cannot hold (a NUL from `/runs/%00`) as input.
 RunId = Annotated[Text, Path(description="The run id (= intent id = workflow id).")]
 IntentId = Annotated[Text, Path(description="The intent id.")]
+
+# The paged lists' query parameters.
+PageLimit = Annotated[
+    int,
+    Query(ge=1, le=paging.MAX_LIMIT, description="At most this many items on the page."),
+]
+AFTER_DESCRIPTION = (
+    "Start after this cursor: the `next` of the previous page (omit for the first page). "
+    "Anything else is a 400 validation_error naming `after`."
+)
+RunsAfter = Annotated[RunsCursor | None, Query(description=AFTER_DESCRIPTION)]
+InboxAfter = Annotated[InboxCursor | None, Query(description=AFTER_DESCRIPTION)]
 
 _DESCRIPTIONS = {
     400: "Invalid input: `invalid_json`, `validation_error` (field details), "
@@ -272,14 +286,22 @@ def create_app(
         `git apply` on the repository at that commit."""
         return Response(views.run_patch(backend, run_id), media_type="text/x-diff")
 
-    @app.get("/runs", response_model=list[RunSummary], responses=_errors(400))
+    @app.get("/runs", response_model=RunPage, responses=_errors(400))
     def list_runs(
         status: Annotated[RunStatus | None, Query(description="Only runs in this status.")] = None,
-        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="At most this many.")] = 50,
+        limit: PageLimit = paging.DEFAULT_LIMIT,
+        after: RunsAfter = None,
     ) -> Response:
-        runs = views.list_runs(backend, status=status, limit=limit)
-        body = "[" + ",".join(r.to_json() for r in runs) + "]"
-        return Response(body, media_type="application/json")
+        """Runs, newest first, a page at a time."""
+        page = views.list_runs(backend, status=status, limit=limit, after=after)
+        return _json(page.to_json())
+
+    @app.get("/inbox", response_model=InboxPage, responses=_errors(400))
+    def inbox(limit: PageLimit = paging.DEFAULT_LIMIT, after: InboxAfter = None) -> Response:
+        """The runs waiting for a human (`waiting_input`), longest waiting first, a page at a
+        time: each one's question, answer schema and time left. Answer with
+        POST /runs/{run_id}/events."""
+        return _json(human.inbox(backend, limit=limit, after=after).to_json())
 
     @app.post(
         "/runs/{run_id}/events",

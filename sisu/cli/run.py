@@ -54,24 +54,40 @@ def calls(
         _output.out_console().print(_render.call_list(found))
 
 
+LIMIT = typer.Option(50, "--limit", help="At most this many on the page (1-1000).")
+AFTER = typer.Option(
+    None, "--after", metavar="CURSOR", help="The page after this cursor: a previous page's `next`."
+)
+
+
+def _more_hint(command: str, next_cursor: str | None, *flags: str) -> None:
+    """On stderr, the command that shows the next page, when there is one."""
+    if next_cursor is not None:
+        shown = " ".join(["sisu", command, *flags, "--after", next_cursor])
+        _output.info(f"more: {shown}")
+
+
 @app.command(name="list")
 def list_(
     status: str = typer.Option(None, "--status", help="Only runs with this status."),
-    limit: int = typer.Option(50, "--limit", help="At most this many runs (1-1000)."),
+    limit: int = LIMIT,
+    after: str = AFTER,
     json: bool = JSON,
 ) -> None:
-    """List runs, newest first."""
+    """List runs, newest first, a page at a time (--json: {items, next}, as GET /runs)."""
     from sisu.cli import _render
     from sisu.cli._backend import backend
     from sisu.service import views
 
     _output.use_json(json)
     with backend() as b:
-        runs = views.list_runs(b, status=status, limit=limit)
+        page = views.list_runs(b, status=status, limit=limit, after=after)
     if json:
-        _output.data("[" + ",".join(r.to_json() for r in runs) + "]")
-    else:
-        _output.out_console().print(_render.run_list(runs))
+        _output.emit(page)
+        return
+    _output.out_console().print(_render.run_list(page.items))
+    flags = [*(["--status", status] if status else []), "--limit", str(limit)]
+    _more_hint("run list", page.next, *flags)
 
 
 @app.command()
@@ -234,28 +250,32 @@ def logs(
 
 
 @app.command()
-def inbox(json: bool = JSON) -> None:
-    """Runs waiting for a human: the question, how long it has waited, how long is left."""
+def inbox(limit: int = LIMIT, after: str = AFTER, json: bool = JSON) -> None:
+    """Runs waiting for a human, longest waiting first, a page at a time: the question, how
+    long it has waited, how long is left (--json: {items, next}, as GET /inbox)."""
     from sisu.cli._backend import backend
     from sisu.service import human
 
     _output.use_json(json)
     with backend() as b:
-        items = human.inbox(b)
+        page = human.inbox(b, limit=limit, after=after)
     if json:
-        _output.data("[" + ",".join(i.to_json() for i in items) + "]")
+        _output.emit(page)
         return
-    if not items:
-        _output.info("inbox is empty: no run waits for input")
+    if not page.items:
+        _output.info(
+            "no more runs wait for input" if after else "inbox is empty: no run waits for input"
+        )
         return
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
     for col in ("run", "question", "waiting", "time left"):
         table.add_column(col)
-    for i in items:
+    for i in page.items:
         table.add_row(i.run_id, i.question, f"{i.age_seconds:.0f}s", f"{i.time_left_seconds:.0f}s")
     _output.out_console().print(table)
+    _more_hint("run inbox", page.next, "--limit", str(limit))
     _output.info('answer with: sisu run event RUN_ID --payload \'{"answer": "..."}\'')
 
 

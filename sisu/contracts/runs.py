@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, Strict, model_validator
+from pydantic import ConfigDict, Field, Strict, WithJsonSchema, model_validator
 
 from sisu.contracts.base import WHOLE, Contract, JsonList, JsonObject, Text
 
@@ -191,6 +191,36 @@ class RunSummary(Contract):
     updated_at: datetime
 
 
+# A page's cursor: opaque to clients (sisu.service.paging makes and reads it), and good only for
+# the list that gave it out. Its schema names a format of its own per list, so that a client, or
+# a generator of test requests, knows not to make one up.
+MAX_CURSOR_CHARS = 512
+
+
+def cursor_format(list_name: str) -> str:
+    return f"sisu-cursor-{list_name}"
+
+
+def _cursor_schema(list_name: str) -> WithJsonSchema:
+    return WithJsonSchema(
+        {"type": "string", "format": cursor_format(list_name), "maxLength": MAX_CURSOR_CHARS}
+    )
+
+
+RunsCursor = Annotated[str, _cursor_schema("runs")]
+InboxCursor = Annotated[str, _cursor_schema("inbox")]
+NEXT_DESCRIPTION = (
+    "The cursor of the next page: pass it as `after` (CLI `--after`). Null on the last page."
+)
+
+
+class RunPage(Contract):
+    """A page of runs, newest first: GET /runs and `sisu run list --json`."""
+
+    items: list[RunSummary]
+    next: RunsCursor | None = Field(description=NEXT_DESCRIPTION)
+
+
 class ErrorBody(Contract):
     error: str
     message: str
@@ -230,6 +260,14 @@ class InboxItem(Contract):
     asked_at: datetime
     age_seconds: float
     time_left_seconds: float
+
+
+class InboxPage(Contract):
+    """A page of the runs waiting for a human, longest waiting first: GET /inbox and
+    `sisu run inbox --json`."""
+
+    items: list[InboxItem]
+    next: InboxCursor | None = Field(description=NEXT_DESCRIPTION)
 
 
 class WorkerBeat(Contract):

@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 from psycopg.types.json import Jsonb
 
-from sisu.contracts.runs import EventAccepted, EventRequest, InboxItem
+from sisu.contracts.runs import EventAccepted, EventRequest, InboxItem, InboxPage
 from sisu.db.queries import q
 from sisu.errors import InvalidState, NotFound, ValidationFailed
-from sisu.service import schema
+from sisu.service import paging, schema
 from sisu.service.backend import Backend
 
 INPUT_TOPIC = "human_input"  # sisu.workflow.wf.intent.INPUT_TOPIC
@@ -77,12 +77,19 @@ def send_event(backend: Backend, run_id: str, event: EventRequest) -> EventAccep
     return EventAccepted(accepted=True)
 
 
-def inbox(backend: Backend) -> list[InboxItem]:
+def inbox(
+    backend: Backend, *, limit: int = paging.DEFAULT_LIMIT, after: str | None = None
+) -> InboxPage:
+    """A page of the runs waiting for a human, longest waiting first, after the cursor `after`
+    (the `next` of the previous page; None for the first page)."""
+    paging.check_limit(limit)
+    params = {**paging.start("inbox", after), "limit": limit + 1}
     with backend.read() as cur:
-        rows = cur.execute(q("inbox")).fetchall()
+        rows = cur.execute(q("inbox"), params).fetchall()
+    page, more = paging.split(rows, limit)
     now = datetime.now(UTC)
     items = []
-    for r in rows:
+    for r in page:
         card = r["card"]
         asked_at = datetime.fromisoformat(card["askedAt"])
         age = (now - asked_at).total_seconds()
@@ -96,4 +103,10 @@ def inbox(backend: Backend) -> list[InboxItem]:
                 time_left_seconds=round(max(0.0, float(card["timeoutSeconds"]) - age), 3),
             )
         )
-    return items
+    last = page[-1] if page else None
+    return InboxPage(
+        items=items,
+        next=paging.encode("inbox", paging.Position(last["updated_at"], last["id"]))
+        if more and last
+        else None,
+    )

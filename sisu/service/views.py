@@ -12,15 +12,15 @@ from sisu.contracts.runs import (
     ArtifactView,
     CompilerCall,
     CompilerView,
+    RunPage,
     RunSummary,
     RunView,
     StepView,
 )
 from sisu.db.queries import q
 from sisu.errors import InvalidState, NotFound, TimedOut, ValidationFailed
+from sisu.service import paging
 from sisu.service.backend import Backend
-
-MAX_LIMIT = 1000
 
 
 def get_run(backend: Backend, run_id: str) -> RunView:
@@ -75,36 +75,48 @@ def run_patch(backend: Backend, run_id: str) -> str:
     return str(row["inline"]["diff"])
 
 
-def list_runs(backend: Backend, *, status: str | None, limit: int) -> list[RunSummary]:
+def list_runs(
+    backend: Backend,
+    *,
+    status: str | None = None,
+    limit: int = paging.DEFAULT_LIMIT,
+    after: str | None = None,
+) -> RunPage:
+    """A page of runs, newest first (`status`: only those), after the cursor `after` (the
+    `next` of the previous page; None for the first page)."""
     if status is not None and status not in RUN_STATUSES:
         raise ValidationFailed(
             f"unknown status {status!r}",
             details=[{"field": "status", "allowed": list(RUN_STATUSES)}],
         )
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ValidationFailed(
-            f"limit must be between 1 and {MAX_LIMIT}", details=[{"field": "limit"}]
-        )
+    paging.check_limit(limit)
+    params = {**paging.start("runs", after), "status": status, "limit": limit + 1}
+    query = q("list_runs") if status is None else q("list_runs_by_status")
     with backend.read() as cur:
-        rows: list[dict[str, Any]] = cur.execute(
-            q("list_runs"), {"status": status, "limit": limit}
-        ).fetchall()
-    return [
-        RunSummary(
-            run_id=r["id"],
-            intent_id=r["id"],
-            status=r["status"],
-            next_action=r["next_action"],
-            last_step=r["last_step"],
-            retry_count=r["retry_count"],
-            trace_id=r["trace_id"],
-            lane=r["lane"],
-            priority=r["priority"],
-            created_at=r["created_at"],
-            updated_at=r["updated_at"],
-        )
-        for r in rows
-    ]
+        rows: list[dict[str, Any]] = cur.execute(query, params).fetchall()
+    page, more = paging.split(rows, limit)
+    last = page[-1] if page else None
+    return RunPage(
+        items=[
+            RunSummary(
+                run_id=r["id"],
+                intent_id=r["id"],
+                status=r["status"],
+                next_action=r["next_action"],
+                last_step=r["last_step"],
+                retry_count=r["retry_count"],
+                trace_id=r["trace_id"],
+                lane=r["lane"],
+                priority=r["priority"],
+                created_at=r["created_at"],
+                updated_at=r["updated_at"],
+            )
+            for r in page
+        ],
+        next=paging.encode("runs", paging.Position(last["created_at"], last["id"]))
+        if more and last
+        else None,
+    )
 
 
 SETTLED_STATUSES = TERMINAL_STATUSES | {"waiting_input"}

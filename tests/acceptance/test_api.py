@@ -289,13 +289,13 @@ def test_list_runs(api: httpx.Client) -> None:
     r = api.get("/runs", params={"limit": 5})
     assert r.status_code == 200, r.text
     listed = r.json()
-    assert isinstance(listed, list)
-    assert 1 <= len(listed) <= 5
+    assert list(listed) == ["items", "next"]
+    assert 1 <= len(listed["items"]) <= 5
     # Newest first: the run just triggered heads the list.
-    assert listed[0]["runId"] == intent_id
+    assert listed["items"][0]["runId"] == intent_id
     r = api.get("/runs", params={"status": "succeeded", "limit": 1000})
     assert r.status_code == 200
-    assert all(run["status"] == "succeeded" for run in r.json())
+    assert all(run["status"] == "succeeded" for run in r.json()["items"])
 
 
 # --- binding and auth: a server of their own -------------------------------------------------
@@ -332,7 +332,7 @@ def test_a_public_bind_with_a_token_requires_it(sisu_env: dict[str, str], tmp_pa
             server.base_url + "/runs", headers={"Authorization": "Bearer secret"}, timeout=5
         )
         assert ok.status_code == 200, ok.text
-        assert ok.json() == []
+        assert ok.json() == {"items": [], "next": None}
 
 
 def test_healthz_is_503_when_the_database_is_gone(

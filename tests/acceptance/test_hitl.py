@@ -120,7 +120,7 @@ def test_an_asking_run_waits_takes_one_answer_and_succeeds_with_it(
 
     inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
     assert inbox.exit_code == 0, inbox.stderr
-    mine = [i for i in inbox.json() if i["runId"] == run_id]
+    mine = [i for i in inbox.json()["items"] if i["runId"] == run_id]
     assert len(mine) == 1, inbox.stdout
     assert mine[0]["question"] == ASK_GOAL
     assert mine[0]["answerSchema"] == card["schema"]
@@ -158,7 +158,7 @@ def test_an_asking_run_waits_takes_one_answer_and_succeeds_with_it(
     # The run has left the inbox.
     inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
     assert inbox.exit_code == 0, inbox.stderr
-    assert run_id not in {i["runId"] for i in inbox.json()}
+    assert run_id not in {i["runId"] for i in inbox.json()["items"]}
 
 
 def test_an_event_is_refused_unless_the_run_waits(
@@ -223,7 +223,14 @@ def test_an_approval_gate_takes_approve_and_reject_from_the_cli_and_http(
     for run_id in (approved, rejected, over_http):
         wait_run_status(hitl_db, run_id, "waiting_input", worker=worker)
     inbox = run_sisu(["run", "inbox", "--json"], hitl_env)
-    cards = {item["runId"]: item for item in inbox.json()}
+    cards = {item["runId"]: item for item in inbox.json()["items"]}
+    # GET /inbox answers the same page.
+    over_the_wire = api.get("/inbox")
+    assert over_the_wire.status_code == 200, over_the_wire.text
+    assert over_the_wire.json()["next"] is None
+    wire = {i["runId"]: i["question"] for i in over_the_wire.json()["items"]}
+    for run_id in (approved, rejected, over_http):
+        assert wire[run_id] == cards[run_id]["question"]
     assert cards[approved]["question"].startswith("Approve this change?")
     assert cards[approved]["answerSchema"]["required"] == ["approved"]
     # An answer where an approval is due, and an approval flag with a payload, change nothing.

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +17,12 @@ import psycopg
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from sisu.contracts.runs import cursor_format
+from sisu.service import paging
 from tests.acceptance.test_api import base_env, error_of
 from tests.helpers import run_sisu, table_counts
 from tests.runloop_support import clone_template, drop_database, running_serve
@@ -337,6 +342,18 @@ def test_openapi_documents_what_the_server_answers(api: httpx.Client) -> None:
 # --- schemathesis: generated requests against the real server --------------------------------
 
 
+# A page cursor is opaque (`format: sisu-cursor-runs` / `-inbox`): valid ones are what sisu gives
+# out, so the generator is taught to make those — any time, any run id — and not arbitrary
+# strings, which a server must refuse (tests/acceptance/test_paging.py).
+for _list in ("runs", "inbox"):
+    schemathesis.openapi.format(
+        cursor_format(_list),
+        st.builds(paging.Position, st.datetimes(timezones=st.just(UTC)), st.uuids().map(str)).map(
+            partial(paging.encode, _list)
+        ),
+    )
+
+
 # The pytest plugin's lazy loader (`schemathesis.pytest.from_fixture`) breaks on pytest 9 (it
 # reads `request.node._nodeid`), so each operation's strategy is driven by Hypothesis directly.
 EXAMPLES_PER_OPERATION = 15
@@ -349,7 +366,7 @@ def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> 
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json", headers=headers)
     failures: list[str] = []
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 10, [op.label for op in operations]
+    assert len(operations) == 11, [op.label for op in operations]
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
 

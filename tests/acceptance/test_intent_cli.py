@@ -106,8 +106,8 @@ def test_create_run_wait_show_and_list(
     assert "CompileST" in shown and "builtin" in shown
 
     listed = ok_json(run_sisu(["run", "list", "--json"], sisu_env))
-    assert isinstance(listed, list)
-    assert [(r["runId"], r["status"]) for r in listed] == [(intent_id, "succeeded")]
+    assert listed["next"] is None
+    assert [(r["runId"], r["status"]) for r in listed["items"]] == [(intent_id, "succeeded")]
 
     # Running it again is the same run.
     again = ok_json(run_sisu(["intent", "run", intent_id, "--json"], sisu_env))

@@ -389,7 +389,7 @@ def test_lane_and_priority_are_stored_and_shown(
     assert (view.json()["lane"], view.json()["priority"]) == (lane, priority)
     listed = api.get("/runs", params={"limit": 1000})
     assert listed.status_code == 200
-    mine = [s for s in listed.json() if s["runId"] == intent_id]
+    mine = [s for s in listed.json()["items"] if s["runId"] == intent_id]
     assert [(s["lane"], s["priority"]) for s in mine] == [(lane, priority)]
 
 
