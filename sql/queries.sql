@@ -644,3 +644,102 @@ LEFT JOIN app.deliveries d
 WHERE d.idempotency_key IS NULL
 GROUP BY t.run_id
 ORDER BY t.run_id;
+
+-- name: gc_cutoff
+-- Retention's cutoff, on the clock of the database (the one that stamps app.runs.updated_at).
+SELECT now() - make_interval(secs => %(seconds)s) AS cutoff;
+
+-- name: gc_lock_finished_runs
+-- The next batch of runs with one finished status, last updated before the cutoff, oldest first
+-- after the keyset (updated_at, id), each row locked. A row another transaction holds (a retry,
+-- a cancel, an answer) is skipped, and FOR UPDATE re-reads the status of each row it locks, so a
+-- run retried since this statement's snapshot no longer matches. A run whose workflow DBOS still
+-- has in flight, or that a live worker's heartbeat says a thread still runs (a cancelled run's
+-- step finishing its work), is left for a later gc.
+SELECT r.id, r.status, r.updated_at
+FROM app.runs r
+WHERE r.status = %(status)s
+  AND r.updated_at < %(cutoff)s
+  AND (r.updated_at, r.id) > (%(after_at)s, %(after_id)s)
+  AND NOT EXISTS (
+      SELECT 1 FROM dbos.workflow_status w
+      WHERE w.workflow_uuid = r.id
+        AND w.status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED', 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'))
+  AND NOT EXISTS (
+      SELECT 1 FROM app.workers k
+      WHERE k.stopped_at IS NULL
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+        AND r.id = ANY (k.active_workflows))
+ORDER BY r.updated_at, r.id
+LIMIT %(limit)s
+FOR UPDATE OF r SKIP LOCKED;
+
+-- name: gc_workflow_family
+-- The runs' workflows and every workflow they started (DBOS child workflows), recursively.
+WITH RECURSIVE family (id) AS (
+    SELECT unnest(%(ids)s::text[])
+    UNION
+    SELECT w.workflow_uuid
+    FROM dbos.workflow_status w JOIN family f ON w.parent_workflow_id = f.id
+)
+SELECT id FROM family;
+
+-- name: gc_row_counts
+-- The rows removing these runs removes, table by table: sisu's by run id, DBOS's by workflow
+-- id (the runs' and their children's).
+SELECT
+    (SELECT count(*) FROM app.intents WHERE id = ANY (%(ids)s))::int AS "app.intents",
+    (SELECT count(*) FROM app.runs WHERE id = ANY (%(ids)s))::int AS "app.runs",
+    (SELECT count(*) FROM app.run_steps WHERE run_id = ANY (%(ids)s))::int AS "app.run_steps",
+    (SELECT count(*) FROM app.artifacts WHERE run_id = ANY (%(ids)s))::int AS "app.artifacts",
+    (SELECT count(*) FROM app.opencode_calls
+     WHERE run_id = ANY (%(ids)s))::int AS "app.opencode_calls",
+    (SELECT count(*) FROM app.human_events
+     WHERE run_id = ANY (%(ids)s))::int AS "app.human_events",
+    (SELECT count(*) FROM app.mock_receipts
+     WHERE run_id = ANY (%(ids)s))::int AS "app.mock_receipts",
+    (SELECT count(*) FROM app.deliveries WHERE run_id = ANY (%(ids)s))::int AS "app.deliveries",
+    (SELECT count(*) FROM dbos.workflow_status
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.workflow_status",
+    (SELECT count(*) FROM dbos.workflow_input
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.workflow_input",
+    (SELECT count(*) FROM dbos.workflow_output
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.workflow_output",
+    (SELECT count(*) FROM dbos.operation_outputs
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.operation_outputs",
+    (SELECT count(*) FROM dbos.notifications
+     WHERE destination_uuid = ANY (%(family)s))::int AS "dbos.notifications",
+    (SELECT count(*) FROM dbos.workflow_events
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.workflow_events",
+    (SELECT count(*) FROM dbos.workflow_events_history
+     WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.workflow_events_history",
+    (SELECT count(*) FROM dbos.streams WHERE workflow_uuid = ANY (%(family)s))::int AS "dbos.streams",
+    (SELECT count(*) FROM dbos.datasource_outputs
+     WHERE workflow_id = ANY (%(family)s))::int AS "dbos.datasource_outputs";
+
+-- name: gc_delete_app_rows
+-- sisu's rows of these runs, and the datasource checkpoints of their workflows (DBOS's
+-- delete_workflows, which removes the rest of dbos.*, leaves those behind). One statement: the
+-- foreign keys to app.runs and app.intents are checked at its end, after every part has run.
+-- Worker history stays, forgetting these ids: a failover keeps its row (who recovered how many
+-- runs of which dead executor), and a stopped worker's last heartbeat its row (a live worker's
+-- cannot name them: a run a live worker runs is not selected).
+WITH steps AS (DELETE FROM app.run_steps WHERE run_id = ANY (%(ids)s)),
+     artifacts AS (DELETE FROM app.artifacts WHERE run_id = ANY (%(ids)s)),
+     calls AS (DELETE FROM app.opencode_calls WHERE run_id = ANY (%(ids)s)),
+     events AS (DELETE FROM app.human_events WHERE run_id = ANY (%(ids)s)),
+     receipts AS (DELETE FROM app.mock_receipts WHERE run_id = ANY (%(ids)s)),
+     deliveries AS (DELETE FROM app.deliveries WHERE run_id = ANY (%(ids)s)),
+     failovers AS (
+         UPDATE app.failovers
+         SET workflow_ids = ARRAY(SELECT x FROM unnest(workflow_ids) WITH ORDINALITY AS u (x, n)
+                                  WHERE x <> ALL (%(ids)s::text[]) ORDER BY n)
+         WHERE workflow_ids && %(ids)s::text[]),
+     heartbeats AS (
+         UPDATE app.workers
+         SET active_workflows = ARRAY(SELECT x FROM unnest(active_workflows) AS u (x)
+                                      WHERE x <> ALL (%(ids)s::text[]))
+         WHERE active_workflows && %(ids)s::text[]),
+     checkpoints AS (DELETE FROM dbos.datasource_outputs WHERE workflow_id = ANY (%(family)s)),
+     runs AS (DELETE FROM app.runs WHERE id = ANY (%(ids)s))
+DELETE FROM app.intents WHERE id = ANY (%(ids)s);

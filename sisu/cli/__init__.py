@@ -23,6 +23,7 @@ from sisu.cli import (
     db,
     demo,
     doctor,
+    gc,
     intent,
     policy,
     queue,
@@ -75,6 +76,7 @@ app.command(name="chaos")(chaos.chaos)
 app.command(name="audit")(audit.audit)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="bench")(bench.bench)
+app.command(name="gc")(gc.gc)
 app.add_typer(policy.app, name="policy")
 
 

@@ -1,4 +1,4 @@
-"""Operator command results: `sisu db status`, `sisu crashdemo`."""
+"""Operator command results: `sisu db status`, `sisu crashdemo`, `sisu gc`, and the like."""
 
 from __future__ import annotations
 
@@ -144,3 +144,21 @@ class BenchResult(Contract):
     failed_runs: int
     baseline_failed_runs: int
     database: str
+
+
+class GcReport(Contract):
+    """What `sisu gc` removed (or, with --dry-run, would remove)."""
+
+    runs: int
+    dry_run: bool
+    older_than: str
+    # Runs last updated before this moment (the database's clock) were eligible.
+    cutoff: datetime
+    by_status: dict[str, int]
+    # Rows removed per table, `schema.table`; every table gc touches is listed, zeros too.
+    rows: dict[str, int]
+    # Folders removed under $SISU_HOME: workspaces/<runId> and logs/runs/<runId>.
+    workspaces: int
+    logs: int
+    # Folders of removed runs that could not be removed (their rows are gone): remove by hand.
+    unremoved: list[str]
