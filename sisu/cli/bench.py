@@ -54,15 +54,16 @@ def bench(
             )  # fmt: skip
     else:
         result = drill.run(server, s, count=intents, workers=workers, concurrency=concurrency)
-    failed = result.failed_runs + result.baseline_failed_runs
+    failed = result.failed_runs + result.baseline_failed_runs + result.tx_baseline_failed_runs
     if json:
         _output.emit(result)
     else:
         _human(result)
     if failed:
         _output.err_console().print(
-            f"[red]{result.failed_runs} sisu run(s) and {result.baseline_failed_runs} baseline "
-            "run(s) did not succeed: these figures are not valid (worker logs: "
+            f"[red]{result.failed_runs} sisu run(s), {result.tx_baseline_failed_runs} "
+            f"equal-work and {result.baseline_failed_runs} raw-DBOS baseline run(s) did not "
+            "succeed: these figures are not valid (worker logs: "
             f"{s.logs_dir / 'bench'})[/red]"
         )
         raise typer.Exit(1)
@@ -74,6 +75,20 @@ def _human(result: BenchResult) -> None:
     out(f"sisu             {result.intents_per_sec} intents/s")
     out(f"raw DBOS         {result.baseline_per_sec} workflows/s (four no-op steps)")
     out(f"ratio            {result.ratio}")
+    out(
+        f"equal work       {result.tx_baseline_per_sec} workflows/s (the same durable work by hand)"
+    )
+    out(f"equal-work ratio {result.tx_ratio}")
+    cpu = result.cpu_ms_per_run
+    out("cpu ms per run   workers + postgres:")
+    for label, c in (
+        ("  sisu", cpu.sisu),
+        ("  equal work", cpu.tx_baseline),
+        ("  raw DBOS", cpu.baseline),
+    ):
+        out(f"{label:<16} {c.workers} + {c.postgres if c.postgres is not None else '?'}")
+    if cpu.postgres_note:
+        out(f"  ({cpu.postgres_note})")
     out(f"latency          at {result.paced_per_sec} runs/s ({result.paced_runs} runs):")
     _latency(out, "  sisu", result.enqueue_to_start_ms, result.run_ms)
     _latency(out, "  raw DBOS", result.baseline_enqueue_to_start_ms, result.baseline_run_ms)

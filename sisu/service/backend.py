@@ -107,9 +107,7 @@ class Backend:
     def read(self) -> Iterator[Cursor]:
         if not self.pooled and "engine" not in self.__dict__:
             try:
-                direct = psycopg.connect(
-                    self.url, connect_timeout=5, application_name="sisu"
-                )
+                direct = psycopg.connect(self.url, connect_timeout=5, application_name="sisu")
             except psycopg.OperationalError as exc:
                 raise DatabaseUnavailable(
                     f"database {redact(self.url)} unavailable: {' '.join(str(exc).split())}"

@@ -36,11 +36,29 @@ def test_bench_prints_every_figure(bench_json: dict[str, Any]) -> None:
     assert (data["intents"], data["workers"], data["pacedRuns"]) == (6, 1, 6)
     assert data["intentsPerSec"] > 0 and data["baselinePerSec"] > 0
     assert data["ratio"] == round(data["intentsPerSec"] / data["baselinePerSec"], 3)
+    assert data["txBaselinePerSec"] > 0
+    assert data["txRatio"] == round(data["intentsPerSec"] / data["txBaselinePerSec"], 3)
     assert data["pacedPerSec"] == max(1.0, round(data["intentsPerSec"] / 2, 1))
+    assert (data["failedRuns"], data["baselineFailedRuns"], data["txBaselineFailedRuns"]) == (
+        0,
+        0,
+        0,
+    )
     for name in LATENCIES:
         assert _latency_ok(data[name]), name
         assert _latency_ok(data["burst"][name]), f"burst.{name}"
     assert data["seconds"] > 0
+
+
+def test_bench_measures_cpu_per_run_on_the_local_server(bench_json: dict[str, Any]) -> None:
+    """The tests' server runs on this machine (embedded, or SISU_TEST_DATABASE_URL on
+    localhost): the workers' and PostgreSQL's CPU time per run are read from /proc."""
+    cpu = bench_json["cpuMsPerRun"]
+    assert cpu["postgresNote"] is None
+    for kind in ("sisu", "baseline", "txBaseline"):
+        figures = cpu[kind]
+        assert figures["workers"] > 0 and figures["postgres"] > 0, kind
+        assert figures["total"] == round(figures["workers"] + figures["postgres"], 2), kind
 
 
 def test_bench_on_a_terminal_exits_0(sisu_env: dict[str, str], db_url: str) -> None:
