@@ -87,7 +87,7 @@ def create_intent_once(
         "commit_sha": pinned.commit if pinned else None,
     }
     if idempotency_key is None:
-        with backend.transaction() as (_, cur):
+        with backend.autocommit() as cur:  # one INSERT: atomic without a transaction around it
             cur.execute(q("insert_intent"), params)
         return IntentCreated(intent_id=intent_id), False
     digest = request_hash(request)
