@@ -21,14 +21,17 @@ def bench(
     ),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Benchmark sisu end to end against a raw-DBOS baseline.
+    """Benchmark sisu end to end against two DBOS baselines.
 
     Starts WORKERS worker processes on a scratch database of the configured server (embedded,
     or SISU_DATABASE_URL), dropped afterwards. Throughput: INTENTS intents submitted at once
-    through the service layer, then as many raw-DBOS workflows of four no-op steps. Latency:
-    up to 100 runs of each at half the measured throughput (below saturation; a burst's
-    latencies, mostly queueing, are reported apart). Figures come from dbos.workflow_status
-    timestamps. Exit 1 if any run did not succeed (the figures are then not valid)."""
+    through the service layer, then as many runs of the equal-work baseline (the same durable
+    work written by hand on DBOS: txRatio), then of raw DBOS (four no-op steps: ratio), with
+    the CPU per run of the workers and of PostgreSQL (when it runs on this machine). Latency:
+    up to 100 runs of sisu and raw DBOS at half the measured throughput (below saturation; a
+    burst's latencies, mostly queueing, are reported apart). Figures come from
+    dbos.workflow_status timestamps and /proc. Exit 1 if any run did not succeed (the figures
+    are then not valid)."""
     from sisu.cli._settings import settings
     from sisu.db.url import resolve
     from sisu.drills import bench as drill
