@@ -9,8 +9,9 @@ The server must preload the extension. For an embedded server of a home of its o
     sisu db down && sisu db up
     .venv/bin/python tools/statements_per_run.py 60
 
-Statements that poll (the queues, the bench's own wait) are per second, not per run: they are
-listed, and a longer burst spreads them thinner."""
+Statements that poll (the workers' queue pollers, heartbeats) are per second, not per run: the
+tool counts them on the idle worker first and subtracts that rate times each burst's duration
+(`net`); the listing shows the raw counts."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import sys
 import time
 import uuid
 from functools import partial
+from typing import Any
 
 from sisu.config import Settings
 from sisu.db.connection import connect
@@ -59,28 +61,50 @@ def main(runs: int) -> None:
             )
             warm = [i for s in KINDS.values() for i in bench._burst(s, backend, bench.WARMUP)]
             bench._wait_done(url, warm, lambda _: None)
+            idle = _idle_rate(url)
+            print(f"idle: {idle:.1f} statements per second")
             for label, submit in KINDS.items():
-                _count(url, backend, label, submit, runs)
+                _count(url, backend, label, submit, runs, idle)
         finally:
             backend.close()
             worker.stop()
 
 
-def _count(url: str, backend: Backend, label: str, submit: bench.Submit, runs: int) -> None:
+def _reset(url: str) -> None:
     with connect(url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
-    started = time.monotonic()
-    bench._wait_done(url, bench._burst(submit, backend, runs), lambda _: None)
-    seconds = time.monotonic() - started
+
+
+def _statements(url: str) -> list[dict[str, Any]]:
     with connect(url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT s.calls, left(regexp_replace(s.query, '\\s+', ' ', 'g'), 110) AS query"
             " FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
             " WHERE d.datname = current_database() ORDER BY s.calls DESC"
         ).fetchall()
-    rows = [r for r in rows if not any(word in r["query"] for word in IGNORED)]
+    return [r for r in rows if not any(word in r["query"] for word in IGNORED)]
+
+
+def _idle_rate(url: str, seconds: float = 5.0) -> float:
+    _reset(url)
+    time.sleep(seconds)
+    return sum(r["calls"] for r in _statements(url)) / seconds
+
+
+def _count(
+    url: str, backend: Backend, label: str, submit: bench.Submit, runs: int, idle: float
+) -> None:
+    _reset(url)
+    started = time.monotonic()
+    bench._wait_done(url, bench._burst(submit, backend, runs), lambda _: None)
+    seconds = time.monotonic() - started
+    rows = _statements(url)
     total = sum(r["calls"] for r in rows)
-    print(f"== {label}: {total / runs:.1f} statements per run ({runs} runs in {seconds:.1f} s)")
+    net = (total - idle * seconds) / runs
+    print(
+        f"== {label}: {net:.1f} statements per run net, {total / runs:.1f} raw "
+        f"({runs} runs in {seconds:.1f} s)"
+    )
     for r in rows:
         print(f"  {r['calls'] / runs:6.2f}  {r['query']}")
 
