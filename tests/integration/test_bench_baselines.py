@@ -5,10 +5,14 @@ steps. Otherwise `txRatio` would compare sisu with something cheaper or dearer."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from sisu.drills import bench
+import pytest
+
+from sisu.drills import bench, cpu
 from sisu.service.backend import Backend
 from tests.helpers import rows
 from tests.runloop_support import STEP_IDS, running_worker, wait_run_done
@@ -56,3 +60,26 @@ def test_the_equal_work_baseline_writes_what_a_sisu_run_writes(
         db_url, "SELECT name FROM dbos.workflow_status WHERE workflow_uuid = %s", (tx_run,)
     )
     assert name == {"name": bench.TX_BASELINE_WORKFLOW}
+
+
+def _database(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("SISU_TEST_DATABASE_URL")),
+    reason="an external test server may run elsewhere (another host, a container)",
+)
+def test_the_cpu_of_the_embedded_server_is_read_from_proc(db_url: str) -> None:
+    found = cpu.find_postmaster(db_url, _database(db_url))
+    assert isinstance(found, cpu.Postmaster), found
+    assert found.ticks() > 0  # a server that started and served this test has used CPU
+
+
+def test_a_server_not_on_this_machine_has_no_cpu_figure_and_says_why(
+    db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A /proc that holds none of the server's processes: what a server elsewhere looks like.
+    monkeypatch.setattr(cpu, "PROC", tmp_path)
+    found = cpu.find_postmaster(db_url, _database(db_url))
+    assert isinstance(found, str) and found
