@@ -110,7 +110,9 @@ RETURNING id;
 SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_key)s;
 
 -- name: lock_intent
-SELECT id, constraints FROM app.intents WHERE id = %(id)s FOR UPDATE;
+-- The whole intent: start_run hands it to the run's workflow, whose steps then need not read it.
+SELECT id, goal, inputs, constraints, connectors, repo, commit_sha
+FROM app.intents WHERE id = %(id)s FOR UPDATE;
 
 -- name: get_intent
 SELECT id, goal, inputs, constraints, connectors, repo, ref, commit_sha, created_at

@@ -21,14 +21,17 @@ def bench(
     ),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Benchmark sisu end to end against a raw-DBOS baseline.
+    """Benchmark sisu end to end against two DBOS baselines.
 
     Starts WORKERS worker processes on a scratch database of the configured server (embedded,
     or SISU_DATABASE_URL), dropped afterwards. Throughput: INTENTS intents submitted at once
-    through the service layer, then as many raw-DBOS workflows of four no-op steps. Latency:
-    up to 100 runs of each at half the measured throughput (below saturation; a burst's
-    latencies, mostly queueing, are reported apart). Figures come from dbos.workflow_status
-    timestamps. Exit 1 if any run did not succeed (the figures are then not valid)."""
+    through the service layer, then as many runs of the equal-work baseline (the same durable
+    work written by hand on DBOS: txRatio), then of raw DBOS (four no-op steps: ratio), with
+    the CPU per run of the workers and of PostgreSQL (when it runs on this machine). Latency:
+    up to 100 runs of sisu and raw DBOS at half the measured throughput (below saturation; a
+    burst's latencies, mostly queueing, are reported apart). Figures come from
+    dbos.workflow_status timestamps and /proc. Exit 1 if any run did not succeed (the figures
+    are then not valid)."""
     from sisu.cli._settings import settings
     from sisu.db.url import resolve
     from sisu.drills import bench as drill
@@ -54,15 +57,16 @@ def bench(
             )  # fmt: skip
     else:
         result = drill.run(server, s, count=intents, workers=workers, concurrency=concurrency)
-    failed = result.failed_runs + result.baseline_failed_runs
+    failed = result.failed_runs + result.baseline_failed_runs + result.tx_baseline_failed_runs
     if json:
         _output.emit(result)
     else:
         _human(result)
     if failed:
         _output.err_console().print(
-            f"[red]{result.failed_runs} sisu run(s) and {result.baseline_failed_runs} baseline "
-            "run(s) did not succeed: these figures are not valid (worker logs: "
+            f"[red]{result.failed_runs} sisu run(s), {result.tx_baseline_failed_runs} "
+            f"equal-work and {result.baseline_failed_runs} raw-DBOS baseline run(s) did not "
+            "succeed: these figures are not valid (worker logs: "
             f"{s.logs_dir / 'bench'})[/red]"
         )
         raise typer.Exit(1)
@@ -74,6 +78,20 @@ def _human(result: BenchResult) -> None:
     out(f"sisu             {result.intents_per_sec} intents/s")
     out(f"raw DBOS         {result.baseline_per_sec} workflows/s (four no-op steps)")
     out(f"ratio            {result.ratio}")
+    out(
+        f"equal work       {result.tx_baseline_per_sec} workflows/s (the same durable work by hand)"
+    )
+    out(f"equal-work ratio {result.tx_ratio}")
+    cpu = result.cpu_ms_per_run
+    out("cpu ms per run   workers + postgres:")
+    for label, c in (
+        ("  sisu", cpu.sisu),
+        ("  equal work", cpu.tx_baseline),
+        ("  raw DBOS", cpu.baseline),
+    ):
+        out(f"{label:<16} {c.workers} + {c.postgres if c.postgres is not None else '?'}")
+    if cpu.postgres_note:
+        out(f"  ({cpu.postgres_note})")
     out(f"latency          at {result.paced_per_sec} runs/s ({result.paced_runs} runs):")
     _latency(out, "  sisu", result.enqueue_to_start_ms, result.run_ms)
     _latency(out, "  raw DBOS", result.baseline_enqueue_to_start_ms, result.baseline_run_ms)

@@ -125,6 +125,22 @@ class BurstLatency(Contract):
     baseline_run_ms: LatencyMs
 
 
+class CpuMs(Contract):
+    """CPU milliseconds (user + system) per run during a throughput burst."""
+
+    workers: float
+    # None when the database server is not on this machine (`CpuPerRun.postgres_note` says why).
+    postgres: float | None
+    total: float | None
+
+
+class CpuPerRun(Contract):
+    sisu: CpuMs
+    baseline: CpuMs
+    tx_baseline: CpuMs
+    postgres_note: str | None = None
+
+
 class BenchResult(Contract):
     intents: int
     workers: int
@@ -132,6 +148,10 @@ class BenchResult(Contract):
     intents_per_sec: float
     baseline_per_sec: float
     ratio: float
+    # The equal-work baseline: the same durable work as a sisu run, written by hand on DBOS.
+    tx_baseline_per_sec: float
+    tx_ratio: float
+    cpu_ms_per_run: CpuPerRun
     # Latencies at a steady rate below capacity (`paced_per_sec`, `paced_runs` runs of each).
     enqueue_to_start_ms: LatencyMs
     run_ms: LatencyMs
@@ -143,6 +163,7 @@ class BenchResult(Contract):
     # Runs that did not end in SUCCESS: the figures of a bench with failures are not valid.
     failed_runs: int
     baseline_failed_runs: int
+    tx_baseline_failed_runs: int
     database: str
 
 

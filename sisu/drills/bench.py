@@ -1,6 +1,8 @@
 """`sisu bench`: end-to-end throughput and latency of sisu's intent runs on real worker
-processes, against a raw-DBOS baseline (four no-op steps) on the same queue, workers and
-database — all figures from `dbos.workflow_status` timestamps, not from the bench's clock."""
+processes, against two baselines on the same queue, workers and database: raw DBOS (four no-op
+steps) and the equal-work baseline (the same durable work written by hand on DBOS). Throughput
+and latency come from `dbos.workflow_status` timestamps, not from the bench's clock; CPU per run
+from /proc."""
 
 from __future__ import annotations
 
@@ -11,22 +13,26 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from sisu import engine
 from sisu.config import Settings
-from sisu.contracts.ops import BenchResult, BurstLatency, LatencyMs
-from sisu.contracts.runs import IntentCreate, RunRequest
+from sisu.contracts.ops import BenchResult, BurstLatency, CpuMs, CpuPerRun, LatencyMs
+from sisu.contracts.runs import LANE_PRIORITY, IntentCreate, RunRequest
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.db.url import redact, with_database
+from sisu.drills import cpu
 from sisu.drills.processes import WorkerProcess, wait_for
 from sisu.service import intents
 from sisu.service.backend import Backend
 
 BASELINE_WORKFLOW = "BenchBaselineWF"  # sisu.workflow.wf.bench.NAME
+TX_BASELINE_WORKFLOW = "BenchTxBaselineWF"  # sisu.workflow.wf.bench.TX_NAME
 SUBMIT_THREADS = 4
 WARMUP = 10
 # The latency phase: at most this many runs of each kind, at half the measured throughput.
@@ -86,18 +92,21 @@ def _timings(url: str, ids: list[str]) -> Phase:
 
 
 def _wait_done(url: str, ids: list[str], on_progress: Callable[[int], None]) -> None:
-    def probe() -> bool | None:
-        with connect(url) as conn:
+    # One connection for every probe: a connection per probe would start a PostgreSQL backend
+    # ten times a second, CPU time that the phase's figures would then include.
+    with connect(url, autocommit=True) as conn:
+
+        def probe() -> bool | None:
             row = conn.execute(
                 "SELECT count(*) FILTER (WHERE status IN ('SUCCESS', 'ERROR', 'CANCELLED'))"
                 " AS done FROM dbos.workflow_status WHERE workflow_uuid = ANY(%(ids)s)",
                 {"ids": ids},
             ).fetchone()
-        done = int(row["done"]) if row else 0
-        on_progress(done)
-        return True if done >= len(ids) else None
+            done = int(row["done"]) if row else 0
+            on_progress(done)
+            return True if done >= len(ids) else None
 
-    wait_for("the bench runs to finish", probe, timeout=600, interval=0.1)
+        wait_for("the bench runs to finish", probe, timeout=600, interval=0.1)
 
 
 def _submit_intent(backend: Backend, i: int) -> str:
@@ -118,6 +127,59 @@ def _submit_baseline(backend: Backend, _: int) -> str:
         wid,
     )
     return wid
+
+
+def _submit_tx_baseline(backend: Backend, i: int) -> str:
+    """The equal-work baseline's submission, as a user would write it by hand: the intent row,
+    the run row and the workflow's enqueue in one transaction, with the same statements and
+    the same queue, priority and app version as a sisu run."""
+    run_id = str(uuid.uuid4())
+    intent = IntentCreate(goal=f"bench {i}", inputs={"tasks": 1})
+    request = {
+        "runId": run_id,
+        "goal": intent.goal,
+        "inputs": intent.inputs,
+        "constraints": intent.constraints,
+        "connectors": intent.connectors,
+    }
+    with backend.transaction() as (conn, cur):
+        cur.execute(
+            q("insert_intent"),
+            {
+                "id": run_id,
+                "goal": intent.goal,
+                "inputs": Jsonb(intent.inputs),
+                "constraints": Jsonb(intent.constraints),
+                "connectors": Jsonb(intent.connectors),
+                "repo": None,
+                "ref": None,
+                "commit_sha": None,
+            },
+        )
+        cur.execute(
+            q("insert_run"),
+            {
+                "id": run_id,
+                "trace_id": "bench",
+                "lane": "batch",
+                "priority": LANE_PRIORITY["batch"],
+                "queue_name": engine.INTENT_QUEUE,
+                "app_version": backend.app_version,
+            },
+        )
+        backend.client.enqueue_in_transaction(
+            conn,
+            {
+                "workflow_name": TX_BASELINE_WORKFLOW,
+                "queue_name": engine.INTENT_QUEUE,
+                "workflow_id": run_id,
+                "app_version": backend.app_version,
+                "priority": LANE_PRIORITY["batch"],
+            },
+            run_id,
+            request,
+        )
+    return run_id
 
 
 Submit = Callable[[Backend, int], str]
@@ -142,6 +204,37 @@ def _paced(submit: Submit, backend: Backend, count: int, per_sec: float) -> list
     return ids
 
 
+class CpuMeter:
+    """CPU ticks of the workers and, when the server runs on this machine, of PostgreSQL."""
+
+    def __init__(self, url: str, procs: list[WorkerProcess]) -> None:
+        self.procs = procs
+        found = cpu.find_postmaster(url, _database_name(url))
+        self.postmaster = found if isinstance(found, cpu.Postmaster) else None
+        self.note = found if isinstance(found, str) else None
+
+    def sample(self) -> tuple[int, int | None]:
+        pg = self.postmaster.ticks() if self.postmaster is not None else None
+        return cpu.process_ticks([p.pid for p in self.procs]), pg
+
+    @staticmethod
+    def per_run(before: tuple[int, int | None], after: tuple[int, int | None], runs: int) -> CpuMs:
+        workers = round(cpu.ticks_to_ms(after[0] - before[0]) / runs, 2)
+        if after[1] is None or before[1] is None:
+            return CpuMs(workers=workers, postgres=None, total=None)
+        pg = round(cpu.ticks_to_ms(after[1] - before[1]) / runs, 2)
+        # The sum of the figures shown, so that a reader's addition agrees.
+        return CpuMs(workers=workers, postgres=pg, total=round(workers + pg, 2))
+
+
+def _database_name(url: str) -> str:
+    return urlsplit(url).path.lstrip("/")
+
+
+def _ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
 def run(
     server_url: str,
     settings: Settings,
@@ -151,9 +244,10 @@ def run(
     concurrency: int | None,
     progress: Callable[[str, int, int], None] = lambda *_: None,
 ) -> BenchResult:
-    """Throughput from a burst of `count` runs; latency from a steady stream at half the
-    measured throughput. In a burst, enqueue→start is time spent queued behind the other runs
-    (it grows with `count`), not how quickly sisu picks a run up, so it is reported apart."""
+    """Throughput from a burst of `count` runs of each kind — sisu, the equal-work baseline,
+    raw DBOS — with the CPU each burst cost; latency from a steady stream at half the measured
+    throughput. In a burst, enqueue→start is time spent queued behind the other runs (it grows
+    with `count`), not how quickly sisu picks a run up, so it is reported apart."""
     started = time.monotonic()
     with scratch_database(server_url) as url:
         procs = [
@@ -181,13 +275,25 @@ def run(
                     timeout=60,
                     worker=p,
                 )
-            warm = _burst(_submit_intent, backend, WARMUP) + _burst(
-                _submit_baseline, backend, WARMUP
-            )
+            meter = CpuMeter(url, procs)
+
+            def burst(label: str, submit: Submit) -> tuple[Phase, CpuMs]:
+                before = meter.sample()
+                phase = measure(label, _burst(submit, backend, count))
+                return phase, meter.per_run(before, meter.sample(), count)
+
+            warm = [
+                *_burst(_submit_intent, backend, WARMUP),
+                *_burst(_submit_tx_baseline, backend, WARMUP),
+                *_burst(_submit_baseline, backend, WARMUP),
+            ]
             _wait_done(url, warm, lambda _: None)
 
-            sisu = measure("sisu", _burst(_submit_intent, backend, count))
-            base = measure("baseline", _burst(_submit_baseline, backend, count))
+            # The equal-work baseline right after sisu: their ratio is the one that matters,
+            # and the machine's speed drifts.
+            sisu, sisu_cpu = burst("sisu", _submit_intent)
+            tx, tx_cpu = burst("equal-work baseline", _submit_tx_baseline)
+            base, base_cpu = burst("baseline", _submit_baseline)
             paced_per_sec = max(1.0, round(sisu.per_sec / 2, 1))
             paced_runs = min(count, PACED_RUNS)
             sisu_paced = measure(
@@ -206,7 +312,12 @@ def run(
         seconds=round(time.monotonic() - started, 2),
         intents_per_sec=sisu.per_sec,
         baseline_per_sec=base.per_sec,
-        ratio=round(sisu.per_sec / base.per_sec, 3) if base.per_sec else 0.0,
+        ratio=_ratio(sisu.per_sec, base.per_sec),
+        tx_baseline_per_sec=tx.per_sec,
+        tx_ratio=_ratio(sisu.per_sec, tx.per_sec),
+        cpu_ms_per_run=CpuPerRun(
+            sisu=sisu_cpu, baseline=base_cpu, tx_baseline=tx_cpu, postgres_note=meter.note
+        ),
         enqueue_to_start_ms=sisu_paced.enqueue_to_start,
         run_ms=sisu_paced.run,
         baseline_enqueue_to_start_ms=base_paced.enqueue_to_start,
@@ -221,6 +332,7 @@ def run(
         ),
         failed_runs=sisu.failed + sisu_paced.failed,
         baseline_failed_runs=base.failed + base_paced.failed,
+        tx_baseline_failed_runs=tx.failed,
         database=redact(server_url),
     )
 

@@ -18,6 +18,8 @@ from sisu.service.backend import Backend, Cursor
 from sisu.workspace import repos
 
 RUN_WORKFLOW = "RunIntentWF"  # sisu.workflow.wf.intent.NAME, by name: callers never import wf
+# What of the intent its run's workflow is started with (the columns its steps read).
+RUN_INTENT_FIELDS = ("goal", "inputs", "constraints", "connectors", "repo", "commit_sha")
 
 
 IDEMPOTENCY_KEY_MAX = 255
@@ -85,7 +87,7 @@ def create_intent_once(
         "commit_sha": pinned.commit if pinned else None,
     }
     if idempotency_key is None:
-        with backend.transaction() as (_, cur):
+        with backend.autocommit() as cur:  # one INSERT: atomic without a transaction around it
             cur.execute(q("insert_intent"), params)
         return IntentCreated(intent_id=intent_id), False
     digest = request_hash(request)
@@ -178,11 +180,14 @@ def start_run(backend: Backend, intent_id: str, request: RunRequest) -> RunStart
                 options["deduplication_id"] = request.deduplication_id
             if request.queue_partition_key:
                 options["queue_partition_key"] = request.queue_partition_key
+            # The intent travels with the workflow (intents never change): its steps then plan
+            # and deliver without reading it again, a query and a round trip each.
             backend.client.enqueue_in_transaction(
                 conn,
                 options,  # type: ignore[arg-type]
                 intent_id,
                 backend.run_policy,
+                {key: intent[key] for key in RUN_INTENT_FIELDS},
             )
     except DBOSQueueDeduplicatedError:
         # A concurrent trigger took the deduplication id between our check and our insert;

@@ -8,4 +8,5 @@ WORKFLOWS = {
     crashdemo.NAME: crashdemo.crash_demo_wf,
     intent.NAME: intent.run_intent_wf,
     bench.NAME: bench.bench_baseline_wf,
+    bench.TX_NAME: bench.bench_tx_baseline_wf,
 }

@@ -4,6 +4,7 @@ the figures are benchmarks, not pass/fail thresholds."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -21,12 +22,13 @@ def _latency_ok(latency: dict[str, Any]) -> bool:
     return latency["p50"] is not None and 0 <= latency["p50"] <= latency["p99"]
 
 
-@pytest.fixture
-def bench_json(sisu_env: dict[str, str], db_url: str) -> dict[str, Any]:
-    before = _bench_databases(db_url)
-    result = run_sisu(["bench", "--intents", "6", "--workers", "1", "--json"], sisu_env, 300)
+@pytest.fixture(scope="module")
+def bench_json(module_sisu_env: dict[str, str], module_db_url: str) -> dict[str, Any]:
+    """One small bench, read by several tests."""
+    before = _bench_databases(module_db_url)
+    result = run_sisu(["bench", "--intents", "6", "--workers", "1", "--json"], module_sisu_env, 300)
     assert result.exit_code == 0, result.stderr
-    assert _bench_databases(db_url) == before  # the scratch database was dropped
+    assert _bench_databases(module_db_url) == before  # the scratch database was dropped
     data: dict[str, Any] = result.json()
     return data
 
@@ -36,11 +38,43 @@ def test_bench_prints_every_figure(bench_json: dict[str, Any]) -> None:
     assert (data["intents"], data["workers"], data["pacedRuns"]) == (6, 1, 6)
     assert data["intentsPerSec"] > 0 and data["baselinePerSec"] > 0
     assert data["ratio"] == round(data["intentsPerSec"] / data["baselinePerSec"], 3)
+    assert data["txBaselinePerSec"] > 0
+    assert data["txRatio"] == round(data["intentsPerSec"] / data["txBaselinePerSec"], 3)
     assert data["pacedPerSec"] == max(1.0, round(data["intentsPerSec"] / 2, 1))
+    assert (data["failedRuns"], data["baselineFailedRuns"], data["txBaselineFailedRuns"]) == (
+        0,
+        0,
+        0,
+    )
     for name in LATENCIES:
         assert _latency_ok(data[name]), name
         assert _latency_ok(data["burst"][name]), f"burst.{name}"
     assert data["seconds"] > 0
+
+
+def test_bench_measures_cpu_per_run(bench_json: dict[str, Any]) -> None:
+    """Every kind's CPU per run: the workers' always; PostgreSQL's with the total, or null
+    with the reason (a server not on this machine)."""
+    cpu = bench_json["cpuMsPerRun"]
+    for kind in ("sisu", "baseline", "txBaseline"):
+        figures = cpu[kind]
+        assert figures["workers"] > 0, kind
+        if figures["postgres"] is None:
+            assert figures["total"] is None and cpu["postgresNote"], kind
+        else:
+            assert figures["total"] == round(figures["workers"] + figures["postgres"], 2), kind
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("SISU_TEST_DATABASE_URL")),
+    reason="an external test server may run elsewhere (another host, a container)",
+)
+def test_bench_measures_the_embedded_servers_cpu(bench_json: dict[str, Any]) -> None:
+    """The embedded server runs on this machine: its CPU time is read from /proc."""
+    cpu = bench_json["cpuMsPerRun"]
+    assert cpu["postgresNote"] is None
+    for kind in ("sisu", "baseline", "txBaseline"):
+        assert cpu[kind]["postgres"] > 0, kind
 
 
 def test_bench_on_a_terminal_exits_0(sisu_env: dict[str, str], db_url: str) -> None:

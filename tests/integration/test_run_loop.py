@@ -10,6 +10,8 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 from sisu.contracts.runs import IntentCreate, RunRequest, RunStarted
+from sisu.db.queries import q
+from sisu.engine import INTENT_QUEUE
 from sisu.errors import NotFound
 from sisu.service import intents, views
 from sisu.service.backend import Backend
@@ -217,3 +219,55 @@ def test_start_run_of_an_unknown_intent_is_not_found_and_writes_nothing(
         intents.start_run(backend, "no-such-intent", RunRequest(trace_id="t"))
     assert info.value.code == "not_found"
     assert table_counts(db_url, COUNTED_TABLES) == before == {t: 0 for t in COUNTED_TABLES}
+
+
+def test_a_run_enqueued_without_its_intent_reads_it_in_its_steps(
+    backend: Backend, db_url: str, tmp_path: Path
+) -> None:
+    """A run enqueued by an older sisu, whose workflow got only the run id and the retry policy,
+    reads the intent in its steps: CompileST plans its goal, and ExecuteST honours its drill
+    knob (one injected transient fault, then success)."""
+    intent_id = new_intent(
+        backend, goal="enqueued the old way", tasks=2, faults={"ExecuteST": {"times": 1}}
+    )
+    with backend.transaction() as (conn, cur):
+        cur.execute(
+            q("insert_run"),
+            {
+                "id": intent_id,
+                "trace_id": None,
+                "lane": "batch",
+                "priority": 100,
+                "queue_name": INTENT_QUEUE,
+                "app_version": "v1",
+            },
+        )
+        backend.client.enqueue_in_transaction(
+            conn,
+            {
+                "workflow_name": intents.RUN_WORKFLOW,
+                "queue_name": INTENT_QUEUE,
+                "workflow_id": intent_id,
+                "app_version": "v1",
+            },
+            intent_id,
+            {"maxAttempts": 3, "backoffSeconds": 0.1},
+        )
+    with running_worker(db_url, tmp_path) as worker:
+        wait_run_done(db_url, intent_id, worker=worker)
+
+    steps = rows(
+        db_url,
+        "SELECT step_id, attempt, phase FROM app.run_steps WHERE run_id = %s ORDER BY finished_at",
+        (intent_id,),
+    )
+    assert [(s["step_id"], s["attempt"], s["phase"]) for s in steps] == [
+        ("CompileST", 1, "succeeded"),
+        ("ApplyPatchST", 1, "succeeded"),
+        ("DecideST", 1, "succeeded"),
+        ("ExecuteST", 1, "failed"),
+        ("ExecuteST", 2, "succeeded"),
+    ]
+    [call] = rows(db_url, "SELECT request FROM app.opencode_calls WHERE run_id = %s", (intent_id,))
+    assert call["request"]["goal"] == "enqueued the old way"
+    assert len(rows(db_url, "SELECT 1 FROM app.mock_receipts WHERE run_id = %s", (intent_id,))) == 2

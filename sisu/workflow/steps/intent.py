@@ -114,6 +114,8 @@ def is_transient_failure(exc: BaseException) -> bool:
 
 
 def _intent(conn: Conn, run_id: str) -> dict[str, Any]:
+    """The intent's row, for a run whose workflow was not started with it (one enqueued before
+    the intent travelled with the workflow)."""
     row = conn.execute(q("get_intent"), {"id": run_id}).fetchone()
     if row is None:
         raise StepError(f"intent {run_id} not found")
@@ -153,10 +155,12 @@ def plans_outside() -> bool:
     return bool(getattr(runtime.get().compiler, "plans_outside", False))
 
 
-def draft_plan(run_id: str) -> dict[str, Any]:
+def draft_plan(run_id: str, intent: dict[str, Any] | None = None) -> dict[str, Any]:
     """Plan with the worker's model compiler, in workflow code: each model request is a DBOS
     step of its own and records itself; a recorded request is replayed, never sent again."""
-    request = _load_compile_request(run_id)
+    request = (
+        _compile_request(intent, run_id) if intent is not None else _load_compile_request(run_id)
+    )
     rt = runtime.get()
     compiler: Any = rt.compiler
     constraints = request.get("constraints") or {}
@@ -186,13 +190,15 @@ def _record_draft_failure(run_id: str, error: dict[str, Any]) -> None:
     _record_outside_failure(run_id, "CompileST", error)
 
 
-def compile_st(run_id: str, draft: dict[str, Any] | None = None) -> dict[str, Any]:
-    """CompileST: the intent becomes a plan through the compiler port; the call is recorded.
-    A plan drafted outside (a model compiler, whose requests recorded themselves) is committed
-    as it is."""
+def compile_st(
+    run_id: str, draft: dict[str, Any] | None = None, given: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """CompileST: the intent (`given` with the workflow, or read) becomes a plan through the
+    compiler port; the call is recorded. A plan drafted outside (a model compiler, whose
+    requests recorded themselves) is committed as it is."""
 
     def body(conn: Conn) -> dict[str, Any]:
-        intent = _intent(conn, run_id)
+        intent = given if given is not None else _intent(conn, run_id)
         if draft is not None:
             return _settled(draft, intent)
         request = _compile_request(intent, run_id)
@@ -384,12 +390,18 @@ def executes_outside() -> bool:
     return hasattr(runtime.get().executor, "perform")
 
 
-def perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+def perform(
+    run_id: str,
+    plan: dict[str, Any],
+    decision: dict[str, Any],
+    constraints: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The outside executor's work for ExecuteST, as a DBOS step: once it returned, a
     re-executed workflow reuses its outcome instead of running the command or sending the
-    webhook again. A failure is recorded as a failed ExecuteST attempt."""
+    webhook again. A failure is recorded as a failed ExecuteST attempt. `constraints` are the
+    intent's, when the workflow was started with it."""
     try:
-        return _perform(run_id, plan, decision)
+        return _perform(run_id, plan, decision, constraints)
     except Exception as exc:
         error = _step_error(exc)
         _record_outside_failure(run_id, "ExecuteST", error.as_error("ExecuteST"))
@@ -400,12 +412,19 @@ def perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict
 
 
 @DBOS.step(name="PerformST")
-def _perform(run_id: str, plan: dict[str, Any], decision: dict[str, Any]) -> dict[str, Any]:
+def _perform(
+    run_id: str,
+    plan: dict[str, Any],
+    decision: dict[str, Any],
+    constraints: dict[str, Any] | None,
+) -> dict[str, Any]:
     rt = runtime.get()
     executor = rt.executor
     assert isinstance(executor, OutsideExecutor)
-    with datasource.outside_transaction() as conn:  # released before the work starts
-        constraints = _intent(conn, run_id)["constraints"] or {}
+    if constraints is None:
+        with datasource.outside_transaction() as conn:  # released before the work starts
+            constraints = _intent(conn, run_id)["constraints"]
+    constraints = constraints or {}
     drill_hooks.entered_execute(run_id)
     workspace = rt.workspaces / run_id
     if executor.uses_workspace:
@@ -473,17 +492,20 @@ def _record_outcome(conn: Conn, run_id: str, outcome: dict[str, Any]) -> dict[st
 
 
 def execute_st(
-    run_id: str, decision: dict[str, Any], outcome: dict[str, Any] | None = None
+    run_id: str,
+    decision: dict[str, Any],
+    outcome: dict[str, Any] | None = None,
+    given_inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """ExecuteST: with an outside executor, record the `outcome` its work returned; otherwise
     deliver each task to the mock outside system. Each delivery carries the idempotency key
     (runId, stepId, taskKey) and is looked up first, so a step re-executed after a crash never
-    delivers twice."""
+    delivers twice. The intent's inputs (its drill knobs) come with the workflow, or are read."""
 
     def body(conn: Conn) -> dict[str, Any]:
         if outcome is not None:
             return _record_outcome(conn, run_id, outcome)
-        inputs = _intent(conn, run_id)["inputs"]
+        inputs = given_inputs if given_inputs is not None else _intent(conn, run_id)["inputs"]
         drill_hooks.entered_execute(run_id)
         sleep_ms = inputs.get("sleepMs", 0)
         if isinstance(sleep_ms, int | float) and sleep_ms > 0:

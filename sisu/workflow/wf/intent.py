@@ -48,13 +48,19 @@ def _await_answer(
 
 
 @DBOS.workflow(name=NAME)
-def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
+def run_intent_wf(
+    run_id: str, policy: dict[str, Any], intent: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    # `intent`: the intent's row as the run was started (sisu.service.intents.start_run); None
+    # for a run enqueued before it travelled with the workflow, whose steps then read it.
+    inputs = intent["inputs"] if intent is not None else None
+    constraints = intent["constraints"] if intent is not None else None
     step_id = "CompileST"
     try:
         # A model compiler plans before CompileST, outside any transaction; its requests are
         # steps with their own retries.
-        draft = steps.draft_plan(run_id) if steps.plans_outside() else None
-        plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id, draft))
+        draft = steps.draft_plan(run_id, intent) if steps.plans_outside() else None
+        plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id, draft, intent))
         step_id = "ApplyPatchST"
         applied = _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
         step_id = "DecideST"
@@ -75,7 +81,10 @@ def run_intent_wf(run_id: str, policy: dict[str, Any]) -> dict[str, Any]:
             step_id,
             policy,
             lambda: steps.execute_st(
-                run_id, decision, steps.perform(run_id, plan, decision) if outside else None
+                run_id,
+                decision,
+                steps.perform(run_id, plan, decision, constraints) if outside else None,
+                inputs,
             ),
         )
     except RetriesExhausted as exc:
