@@ -120,7 +120,13 @@ def real_runs(url: str, settings: Settings, progress: Progress) -> dict[str, See
         executor_id=f"history-{uuid.uuid4().hex[:6]}",
         app_version=settings.app_version,
         log_path=settings.logs_dir / "bench" / "history-worker.log",
-        extra_env={"SISU_HOME": str(settings.home)},
+        # The built-in compiler and the mock outside system, whatever this environment names:
+        # the copies are of sisu's own rows, never of a model's or a webhook's.
+        extra_env={
+            "SISU_HOME": str(settings.home),
+            "SISU_COMPILER": "builtin",
+            "SISU_EXECUTOR": "mock",
+        },
     ).start()
     backend = Backend(url, app_version=settings.app_version, run_policy=SEED_RUN_POLICY)
     try:
@@ -376,7 +382,7 @@ def copy_runs(url: str, seeds: dict[str, Seed], count: int, progress: Progress) 
             progress("copies", done, copies)
 
 
-def analyze(url: str) -> None:
+def vacuum_analyze(url: str) -> None:
     """What autovacuum would have done to a database this old: statistics, and the visibility
     map that lets index-only scans skip the table."""
     with connect(url, autocommit=True) as conn:
@@ -391,6 +397,7 @@ def analyze(url: str) -> None:
 
 
 # -- the reads -------------------------------------------------------------------------------
+
 # The read names of `--json`, in the order shown.
 READS = (
     "run list",
@@ -580,8 +587,8 @@ def run(
         started = time.monotonic()
         seeds = real_runs(url, settings, progress)
         copy_runs(url, seeds, count, progress)
-        progress("analyze", 0, 1)
-        analyze(url)
+        progress("vacuum analyze", 0, 1)
+        vacuum_analyze(url)
         build_seconds = round(time.monotonic() - started, 1)
         statuses, size = _census(url)
         reads = time_reads(url, settings, progress)
