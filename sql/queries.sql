@@ -257,15 +257,34 @@ WHERE w.queue_name = %(queue_name)s AND w.deduplication_id = %(deduplication_id)
 LIMIT 1;
 
 -- name: queue_depth
-SELECT w.queue_name, r.lane, w.queue_partition_key AS partition_key, w.status,
-       count(*)::int AS n,
-       extract(epoch FROM now() - to_timestamp(min(w.created_at) / 1000.0))::float8
+-- Runs waiting or executing per queue, lane, partition and status, from DBOS's in-flight
+-- workflows (idx_workflow_status_in_flight_v2). The lane is sisu's: a run in a queue is queued,
+-- running or waiting in app.runs too, so its lane comes from runs_active_idx (index only, the
+-- runs in flight), never from a scan of every run ever made. The rare workflow not found there
+-- (a run whose end app.runs shows a moment before DBOS does, or no sisu run at all: no lane)
+-- is grouped alone and looked up by its id afterwards, a lookup the planner costs as what it
+-- is, a few rows: a per-row lookup it would cost for every in-flight workflow.
+WITH depth AS MATERIALIZED (
+    SELECT w.queue_name, a.lane, w.queue_partition_key AS partition_key, w.status,
+           CASE WHEN a.id IS NULL THEN w.workflow_uuid END AS unmatched,
+           count(*)::int AS n, min(w.created_at) AS oldest_ms
+    FROM dbos.workflow_status w
+    LEFT JOIN app.runs a
+           ON a.id = w.workflow_uuid AND a.status IN ('queued', 'running', 'waiting_input')
+    WHERE w.queue_name IS NOT NULL AND w.status IN ('ENQUEUED', 'PENDING')
+    GROUP BY 1, 2, 3, 4, 5
+), unmatched AS (
+    SELECT id, lane FROM app.runs
+    WHERE id = ANY (ARRAY(SELECT unmatched FROM depth WHERE unmatched IS NOT NULL))
+)
+SELECT d.queue_name, coalesce(d.lane, u.lane) AS lane, d.partition_key, d.status,
+       sum(d.n)::int AS n,
+       extract(epoch FROM now() - to_timestamp(min(d.oldest_ms) / 1000.0))::float8
            AS oldest_age_seconds
-FROM dbos.workflow_status w
-LEFT JOIN app.runs r ON r.id = w.workflow_uuid
-WHERE w.queue_name IS NOT NULL AND w.status IN ('ENQUEUED', 'PENDING')
-GROUP BY w.queue_name, r.lane, w.queue_partition_key, w.status
-ORDER BY w.queue_name, r.lane NULLS LAST, w.queue_partition_key NULLS FIRST, w.status;
+FROM depth d
+LEFT JOIN unmatched u ON u.id = d.unmatched
+GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2 NULLS LAST, 3 NULLS FIRST, 4;
 
 -- name: insert_next_artifact
 -- An artifact numbered after the step's earlier ones (a question card, then the decision).
@@ -359,21 +378,41 @@ WHERE seen_count > 1 AND (%(run_ids)s::text[] IS NULL OR run_id = ANY(%(run_ids)
 ORDER BY run_id, receipt_key;
 
 -- name: audit_step_sequence
--- Succeeded runs whose succeeded step attempts are not exactly the four stable steps, in order.
+-- Succeeded runs whose succeeded step attempts are not exactly the four stable steps, in order
+-- (each step by its first success; a tie in time goes by name). One pass over the succeeded
+-- attempts (run_steps_succeeded_idx, index only), grouped by run; the steps as they are only
+-- for the runs that break it.
 WITH done AS (
-    SELECT r.id, s.step_id, min(s.finished_at) AS finished_at
-    FROM app.runs r
-    LEFT JOIN app.run_steps s ON s.run_id = r.id AND s.phase = 'succeeded'
-    WHERE r.status = 'succeeded' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
-    GROUP BY r.id, s.step_id
+    SELECT s.run_id,
+           bool_and(s.step_id IN ('CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST'))
+               AS only_four,
+           -- NULL: the step never succeeded. A success without a finish time sorts last, as
+           -- NULLS LAST would sort it.
+           min(coalesce(s.finished_at, 'infinity')) FILTER (WHERE s.step_id = 'CompileST')
+               AS compile_at,
+           min(coalesce(s.finished_at, 'infinity')) FILTER (WHERE s.step_id = 'ApplyPatchST')
+               AS apply_at,
+           min(coalesce(s.finished_at, 'infinity')) FILTER (WHERE s.step_id = 'DecideST')
+               AS decide_at,
+           min(coalesce(s.finished_at, 'infinity')) FILTER (WHERE s.step_id = 'ExecuteST')
+               AS execute_at
+    FROM app.run_steps s
+    WHERE s.phase = 'succeeded' AND (%(run_ids)s::text[] IS NULL OR s.run_id = ANY(%(run_ids)s))
+    GROUP BY s.run_id
 )
-SELECT id AS run_id,
-       array_remove(array_agg(step_id ORDER BY finished_at, step_id), NULL) AS steps
-FROM done
-GROUP BY id
-HAVING array_remove(array_agg(step_id ORDER BY finished_at, step_id), NULL)
-       <> ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST']
-ORDER BY id;
+SELECT r.id AS run_id,
+       ARRAY(SELECT step_id FROM app.run_steps
+             WHERE run_id = r.id AND phase = 'succeeded'
+             GROUP BY step_id ORDER BY min(finished_at), step_id) AS steps
+FROM app.runs r
+LEFT JOIN done d ON d.run_id = r.id
+WHERE r.status = 'succeeded' AND (%(run_ids)s::text[] IS NULL OR r.id = ANY(%(run_ids)s))
+  AND NOT coalesce(
+      d.only_four
+      AND (d.compile_at, 'CompileST') < (d.apply_at, 'ApplyPatchST')
+      AND (d.apply_at, 'ApplyPatchST') < (d.decide_at, 'DecideST')
+      AND (d.decide_at, 'DecideST') < (d.execute_at, 'ExecuteST'), false)
+ORDER BY r.id;
 
 -- name: audit_status_agreement
 -- app.runs.status against dbos.workflow_status.status. A run's last step commits its outcome
@@ -489,15 +528,19 @@ GROUP BY w.application_version
 ORDER BY w.application_version;
 
 -- name: doctor_dead_executors
--- Runs pending on executors whose heartbeat stopped.
+-- Runs pending on executors whose heartbeat stopped: DBOS's pending workflows of those
+-- executors that are sisu runs (in flight in app.runs, runs_active_idx; or, having just ended
+-- there, found by id).
 SELECT w.executor_id, w.application_version AS app_version, count(*)::int AS n
 FROM dbos.workflow_status w
-JOIN app.runs r ON r.id = w.workflow_uuid
+LEFT JOIN app.runs a
+       ON a.id = w.workflow_uuid AND a.status IN ('queued', 'running', 'waiting_input')
 WHERE w.status = 'PENDING'
   AND NOT EXISTS (
       SELECT 1 FROM app.workers k
       WHERE k.executor_id = w.executor_id AND k.stopped_at IS NULL
         AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s))
+  AND (a.id IS NOT NULL OR EXISTS (SELECT 1 FROM app.runs r WHERE r.id = w.workflow_uuid))
 GROUP BY w.executor_id, w.application_version
 ORDER BY w.executor_id;
 

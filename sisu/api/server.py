@@ -39,6 +39,11 @@ def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted connections inherit it. Without it, a response written in two parts (its
+        # head, then its body) on a kept-alive connection waits for the client's delayed ACK:
+        # 40 ms added to every request after a connection's first (asyncio sets it only on
+        # listeners it binds itself).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.bind((host, port))
         sock.listen(2048)
     except OSError as exc:

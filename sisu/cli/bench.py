@@ -20,6 +20,13 @@ def bench(
         None, "--concurrency", min=1, help="Per-worker concurrency (default: unlimited)."
     ),
     json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    history: int = typer.Option(
+        None,
+        "--history",
+        min=100,
+        help="Instead: build N runs of history (copies of real runs of every status) and time "
+        "each read command on it, in process and over HTTP.",
+    ),
 ) -> None:
     """Benchmark sisu end to end against two DBOS baselines.
 
@@ -40,6 +47,11 @@ def bench(
     s = settings()
     server = resolve(s, start=True)
     assert server is not None
+    if history is not None:
+        from sisu.cli import _history
+
+        _history.run(server, s, history, json)
+        return
     if _output.interactive():
         from rich.progress import Progress, TaskID
 

@@ -183,3 +183,24 @@ class GcReport(Contract):
     logs: int
     # Folders of removed runs that could not be removed (their rows are gone): remove by hand.
     unremoved: list[str]
+
+
+class ReadTiming(Contract):
+    """One read's latency in milliseconds, through the service layer and over HTTP (None: the
+    api-shim has no route for this read)."""
+
+    p50_ms: float | None
+    p95_ms: float | None
+    http_p50_ms: float | None
+    http_p95_ms: float | None
+
+
+class HistoryResult(Contract):
+    """`sisu bench --history N`: each read command's latency on N runs of history."""
+
+    history: int
+    reads: dict[str, ReadTiming]
+    build_seconds: float
+    statuses: dict[str, int]
+    database_bytes: int
+    database: str
