@@ -26,7 +26,7 @@ READS = [
     "doctor",
 ]
 # The reads the api-shim serves (GET /runs, /runs?status=, /runs/{id}); the others have no route.
-HTTP_READS = {"run list", "run list --status", "run show"}
+HTTP_READS = {"run list", "run list --status", "run show", "run inbox"}
 HISTORY = 2000
 
 
