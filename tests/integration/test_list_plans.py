@@ -71,6 +71,9 @@ def history(module_db_url: str) -> Iterator[str]:
     yield module_db_url
 
 
+IN_FLIGHT = ("queued", "running", "waiting_input")
+
+
 def middle(url: str, query: str, key: str, params: dict[str, Any]) -> dict[str, Any]:
     """The cursor parameters of the row half-way down the list: a page from the middle."""
     with psycopg.connect(url, row_factory=dict_row) as conn:
@@ -131,9 +134,14 @@ def test_run_list_by_status_is_a_range_scan_of_runs_status_created_id_idx(
     params: dict[str, Any] = {"status": status, "limit": PAGE, **paging.FIRST_PAGE}
     if page == "middle":
         params |= middle(history, "list_runs_by_status", "created_at", params)
-    assert_index_range_scan(
-        plan(history, "list_runs_by_status", params), {"runs": "runs_status_created_id_idx"}
-    )
+    node = plan(history, "list_runs_by_status", params)
+    if status in IN_FLIGHT and index_scans(node) == {"runs": "runs_active_idx"}:
+        # runs_active_idx (migration 0011) holds only the runs in flight, whose number is the
+        # work in flight, not the history: with few of them the planner may read them all and
+        # sort them, a cost that does not grow with the database. Still never a Seq Scan.
+        assert not any(n["Node Type"] == "Seq Scan" for n in nodes(node)), node
+        return
+    assert_index_range_scan(node, {"runs": "runs_status_created_id_idx"})
 
 
 @pytest.mark.parametrize("page", ["first", "middle"])
