@@ -25,7 +25,8 @@ READS = [
     "audit",
     "doctor",
 ]
-# The reads the api-shim serves (GET /runs, /runs?status=, /runs/{id}); the others have no route.
+# The reads the api-shim serves (GET /runs, /runs?status=, /runs/{id}, /inbox); the others have
+# no route.
 HTTP_READS = {"run list", "run list --status", "run show", "run inbox"}
 HISTORY = 2000
 

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from sisu.db.queries import q
+from tests.plan_support import nodes, plan
 
 RUNS = 6000
 # Statuses in the proportions a long-lived database has: mostly finished, a few live.
@@ -49,20 +49,6 @@ def history(module_db_url: str) -> Iterator[str]:
     with psycopg.connect(module_db_url, autocommit=True) as conn:
         conn.execute("ANALYZE app.intents, app.runs, app.human_events")
     yield module_db_url
-
-
-def plan(url: str, query: str, params: dict[str, Any]) -> dict[str, Any]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("EXPLAIN (FORMAT JSON) " + q(query), params).fetchone()
-    assert row is not None
-    document: list[dict[str, Any]] = row[0]
-    return document[0]["Plan"]
-
-
-def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from nodes(child)
 
 
 def scans_of(node: dict[str, Any], relation: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from psycopg.types.json import Jsonb
 
 from sisu.db.queries import q
 from sisu.service import paging
+from tests.plan_support import nodes, plan
 
 RUNS = 6000
 # Statuses in the proportions a long-lived database has: mostly finished, a few waiting.
@@ -81,20 +82,6 @@ def middle(url: str, query: str, key: str, params: dict[str, Any]) -> dict[str, 
     assert len(found) > 2 * PAGE, (query, len(found))
     row = found[len(found) // 2]
     return paging.Position(row[key], row["id"]).params()
-
-
-def plan(url: str, query: str, params: dict[str, Any]) -> dict[str, Any]:
-    with psycopg.connect(url) as conn:
-        row = conn.execute("EXPLAIN (FORMAT JSON) " + q(query), params).fetchone()
-    assert row is not None
-    document: list[dict[str, Any]] = row[0]
-    return document[0]["Plan"]
-
-
-def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from nodes(child)
 
 
 def index_scans(node: dict[str, Any]) -> dict[str, str]:

@@ -176,7 +176,7 @@ def draft_plan(run_id: str, intent: dict[str, Any] | None = None) -> dict[str, A
     try:
         return dict(compiler.draft(request, budget))
     except StepError as exc:
-        _record_draft_failure(run_id, exc.as_error("CompileST"))
+        _record_outside_failure(run_id, "CompileST", exc.as_error("CompileST"))
         raise
 
 
@@ -184,10 +184,6 @@ def draft_plan(run_id: str, intent: dict[str, Any] | None = None) -> dict[str, A
 def _load_compile_request(run_id: str) -> dict[str, Any]:
     with datasource.outside_transaction() as conn:
         return _compile_request(_intent(conn, run_id), run_id)
-
-
-def _record_draft_failure(run_id: str, error: dict[str, Any]) -> None:
-    _record_outside_failure(run_id, "CompileST", error)
 
 
 def compile_st(
