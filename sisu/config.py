@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     sandbox_isolation: str = "bwrap"
     webhook_url: str | None = None
     webhook_token: SecretStr | None = None
+    # How `sisu worker` and `sisu serve` write their log lines: text or json (validated by the
+    # CLI, which names the allowed values).
+    log_format: str = Field(default="text", description="SISU_LOG_FORMAT: text or json")
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0

@@ -68,6 +68,7 @@ def serve(
     sock: socket.socket,
     api_token: str | None,
     announce: Callable[[str], None] = lambda _: None,
+    access_log: bool = False,
 ) -> None:
     """Serve on `sock` (from `bind`) until stopped; `announce` gets the base URL once the app
     is built, just before uvicorn starts accepting."""
@@ -86,7 +87,16 @@ def serve(
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         announce(f"http://{shown}:{port}")
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        # log_config=None: uvicorn installs no handlers of its own, so its records reach the
+        # process's one handler (sisu.logs) like every other.
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                log_level="info" if access_log else "warning",
+                access_log=access_log,
+            )
+        )
         server.run(sockets=[sock])
         if not server.started:
             raise SisuError("the api-shim did not start (see the messages above)")

@@ -86,7 +86,7 @@ def main() -> None:
         code = app(standalone_mode=False)
     except SisuError as exc:
         _output.error(exc)
-        if _output.state.verbose:
+        if _output.state.verbose and not _output.logs_json():
             traceback.print_exc()
         sys.exit(exc.exit_code)
     except _UsageProblem as exc:
@@ -96,7 +96,7 @@ def main() -> None:
         sys.stderr.write("aborted\n")
         sys.exit(130)
     except Exception as exc:
-        if _output.state.verbose:
+        if _output.state.verbose and not _output.logs_json():
             traceback.print_exc()
         # The same one line, and under --json the same envelope on stdout, as a known error.
         first_line = next(iter(str(exc).splitlines()), "")

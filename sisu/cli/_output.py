@@ -73,9 +73,27 @@ def info(message: str) -> None:
     err_console().print(message)
 
 
+def logs_json() -> bool:
+    """Whether this process writes its log as JSON lines (`--log-format json`): then its own
+    error lines are log records too."""
+    from sisu import logs
+
+    return logs.active_format() == "json"
+
+
 def error(exc: SisuError) -> None:
     if state.json_mode:
         emit_obj(exc.envelope())
+    if logs_json():
+        import logging
+
+        # Called while the failure is being handled: under -v its traceback is a field.
+        logging.getLogger("sisu").error(
+            exc.message,
+            extra={"code": exc.code},
+            exc_info=sys.exc_info() if state.verbose else None,
+        )
+        return
     sys.stderr.write(f"sisu: error[{exc.code}]: {exc.message}\n")
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from sisu.cli import _logs
+
 
 def worker(
     admin_port: int = typer.Option(
@@ -80,6 +82,7 @@ def worker(
         "none to run commands UNISOLATED on a machine where bubblewrap cannot work.",
         show_default=False,
     ),
+    log_format: str = _logs.log_format_option(),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
     ),
@@ -88,14 +91,18 @@ def worker(
 
     Stops cleanly on SIGTERM or Ctrl-C; anything in flight resumes from its last checkpoint when
     a worker with the same executor id starts again."""
+    import logging
     import uuid
 
     from sisu import engine
-    from sisu.cli._output import info
     from sisu.cli._settings import database_url, settings
     from sisu.worker import process
 
     s = settings()
+    # First: whatever happens next (the embedded server starting, a refusal) is a log line in
+    # the chosen format.
+    _logs.setup_logs(s, log_format)
+    log = logging.getLogger("sisu.worker")
     if failover_timeout < 1.5 * s.heartbeat_seconds:
         from sisu.errors import ValidationFailed
 
@@ -142,9 +149,10 @@ def worker(
     if executor_id is None:
         if port == 0:
             executor_id = f"{process.socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-            info(
-                f"note: --admin-port 0 without --executor-id: using {executor_id}, which will "
-                "not be the same after a restart"
+            log.warning(
+                "--admin-port 0 without --executor-id: using %s, which will not be the same "
+                "after a restart",
+                executor_id,
             )
         else:
             executor_id = process.default_executor_id(port)
