@@ -68,6 +68,35 @@ def calm_cancellation_logs() -> None:
         logger.addFilter(_CancellationLogFilter())
 
 
+class _OutcomeLogFilter(logging.Filter):
+    """A run that ends `retries_exceeded` or `failed` (a `StepError`: retries spent, a budget
+    spent, a command that failed) is an expected outcome: the step that records it in the rows
+    logs one WARNING line with the run id, step and code (`steps.finish_run`). The workflow
+    then re-raises the error, so that DBOS records the workflow as ERROR, and DBOS logs it again
+    ("Exception encountered in background workflow") with a traceback some 80 lines long. That
+    record is dropped, unless `verbose` asks for the tracebacks. Every other record passes."""
+
+    def __init__(self, *, verbose: bool = False) -> None:
+        super().__init__()
+        self.verbose = verbose
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or self.verbose:
+            return True
+        from sisu.workflow.steps.errors import StepError
+
+        return not isinstance(exc, StepError)
+
+
+def calm_outcome_logs(*, verbose: bool = False) -> None:
+    """Install `_OutcomeLogFilter` on DBOS's logger (replacing an earlier one; workers only)."""
+    logger = logging.getLogger("dbos")
+    for old in [f for f in logger.filters if isinstance(f, _OutcomeLogFilter)]:
+        logger.removeFilter(old)
+    logger.addFilter(_OutcomeLogFilter(verbose=verbose))
+
+
 def dbos_config(
     url: str, *, app_version: str, executor_id: str, log_level: str = "WARNING"
 ) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sisu import compat, engine
+from sisu import compat, engine, logs
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
@@ -124,11 +124,13 @@ def run(opts: WorkerOptions) -> int:
         raise ValidationFailed(
             "executor id 'local' is DBOS's shared default; every worker needs its own id"
         )
-    logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s"
-    )
+    # The CLI set up the process's logs (format, verbosity, secrets) before it did anything.
+    if logs.active_format() is None:
+        logs.setup()
+    logs.bind(executor_id=opts.executor_id)
     engine.quiet_dbos_logs()
     engine.calm_cancellation_logs()
+    engine.calm_outcome_logs(verbose=logs.verbose())
     migrations.ensure(opts.url)
 
     me = heartbeat.WorkerIdentity(

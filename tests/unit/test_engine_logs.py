@@ -60,3 +60,29 @@ def test_calm_cancellation_logs_installs_the_filter_once() -> None:
         assert [type(f) for f in added] == [engine._CancellationLogFilter]
     finally:
         logger.filters = before
+
+
+def test_an_expected_run_outcome_is_dropped_unless_verbose() -> None:
+    """finish_run has logged the one line for it; DBOS's record would add the traceback."""
+    from sisu.workflow.steps.errors import CommandFailed, RetriesExhausted, StepError
+
+    quiet, loud = engine._OutcomeLogFilter(), engine._OutcomeLogFilter(verbose=True)
+    for exc in (RetriesExhausted("ExecuteST: x"), CommandFailed("exit 1"), StepError("bad")):
+        assert quiet.filter(record(exc)) is False
+        r = record(exc)
+        assert loud.filter(r) is True
+        assert r.exc_info is not None
+    for other in (None, ValueError("a bug")):
+        assert quiet.filter(record(other)) is True
+
+
+def test_calm_outcome_logs_keeps_one_filter() -> None:
+    logger = logging.getLogger("dbos")
+    before = list(logger.filters)
+    try:
+        engine.calm_outcome_logs()
+        engine.calm_outcome_logs(verbose=True)
+        added = [f for f in logger.filters if f not in before]
+        assert [(type(f), f.verbose) for f in added] == [(engine._OutcomeLogFilter, True)]
+    finally:
+        logger.filters = before

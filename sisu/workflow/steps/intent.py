@@ -24,6 +24,8 @@ from sisu.workspace import build
 
 Conn = datasource.Cursor
 log = logging.getLogger("sisu.steps")
+# How runs end, one line each: what an operator greps a worker's log for.
+outcome = logging.getLogger("sisu.run")
 
 
 def _sha256(data: bytes) -> str:
@@ -539,10 +541,37 @@ def rejection(reason: str) -> dict[str, Any]:
 def finish_run(run_id: str, status: str, next_action: str | None, error: dict[str, Any]) -> None:
     """Record a run that ended badly (in the same transaction as this bookkeeping step)."""
 
+    recorded: list[bool] = []
+
     def transaction() -> None:
         datasource.connection().execute(
             q("run_finished_badly"),
             {"run_id": run_id, "status": status, "next_action": next_action, "error": Jsonb(error)},
         )
+        recorded.append(True)
 
     datasource.run("FinishRun", transaction)
+    # Said once, when this process committed it: a replayed FinishRun (recovery) returns its
+    # checkpoint without running the transaction.
+    if recorded:
+        _log_outcome(run_id, status, next_action, error)
+
+
+def _log_outcome(run_id: str, status: str, next_action: str | None, error: dict[str, Any]) -> None:
+    """The one line an operator reads for a run that ended badly. No traceback: the error is
+    expected, and what to do next is in the line."""
+    message = " ".join(str(error.get("message") or "").split())
+    hint = f"; repair: sisu run retry {run_id}" if next_action == "REPAIR" else ""
+    outcome.log(
+        logging.INFO if status == "canceled" else logging.WARNING,
+        "run ended %s: %s%s",
+        status,
+        message,
+        hint,
+        extra={
+            "run_id": run_id,
+            "step": error.get("step"),
+            "code": error.get("code"),
+            "status": status,
+        },
+    )
