@@ -202,9 +202,17 @@ def drop_database(admin_url: str, name: str) -> None:
 class ServeProcess:
     """A real `sisu serve` child; its output goes to a file, never to the test's terminal."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        host: str = "127.0.0.1",
+        cli_args: tuple[str, ...] = (),
+    ) -> None:
         self.env = env
         self.host = host
+        self.cli_args = cli_args  # options of `sisu` itself, before `serve` (`-v`)
         self.port = free_port("0.0.0.0" if host == "0.0.0.0" else host)
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -217,7 +225,7 @@ class ServeProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [SISU, "serve", "--host", self.host, "--port", str(self.port)],
+                [SISU, *self.cli_args, "serve", "--host", self.host, "--port", str(self.port)],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -263,9 +271,13 @@ class ServeProcess:
 
 @contextmanager
 def running_serve(
-    env: dict[str, str], log_path: Path, *, host: str = "127.0.0.1"
+    env: dict[str, str],
+    log_path: Path,
+    *,
+    host: str = "127.0.0.1",
+    cli_args: tuple[str, ...] = (),
 ) -> Iterator[ServeProcess]:
-    server = ServeProcess(env, log_path, host=host)
+    server = ServeProcess(env, log_path, host=host, cli_args=cli_args)
     try:
         server.start()
         yield server

@@ -30,6 +30,8 @@ class WorkerProcess:
     concurrency: int | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     extra_args: tuple[str, ...] = ()
+    # Options of `sisu` itself, before the command (`-v`).
+    cli_args: tuple[str, ...] = ()
     # True: start from the environment without its SISU_*/DBOS__* settings, as a worker on
     # another machine would (tests); False: inherit the operator's configuration.
     clean_env: bool = False
@@ -38,7 +40,7 @@ class WorkerProcess:
 
     def start(self) -> WorkerProcess:
         cmd = [
-            sys.executable, "-m", "sisu", "worker",
+            sys.executable, "-m", "sisu", *self.cli_args, "worker",
             "--executor-id", self.executor_id,
             "--app-version", self.app_version,
             "--admin-port", str(self.admin_port),
