@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0
+    # How long the database gauges of a /metrics page are reused before they are read again
+    # (SISU_METRICS_CACHE_SECONDS): scrapes never query the database more often than this.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
 
     @property
     def embedded(self) -> bool:

@@ -788,3 +788,21 @@ WITH steps AS (DELETE FROM app.run_steps WHERE run_id = ANY (%(ids)s)),
      checkpoints AS (DELETE FROM dbos.datasource_outputs WHERE workflow_id = ANY (%(family)s)),
      runs AS (DELETE FROM app.runs WHERE id = ANY (%(ids)s))
 DELETE FROM app.intents WHERE id = ANY (%(ids)s);
+
+-- name: metrics_runs_in_flight
+-- How many runs are queued, running or waiting for a human, by status (the /metrics gauges).
+-- Three short range scans of runs_status_updated_idx, index only: the runs in flight, never the
+-- whole history (ended runs are counted by the workers' sisu_runs_total instead).
+SELECT status, count(*)::int AS n
+FROM app.runs
+WHERE status IN ('queued', 'running', 'waiting_input')
+GROUP BY status
+ORDER BY status;
+
+-- name: metrics_worker_heartbeats
+-- How long ago each live worker last beat, by the database's clock (the /metrics gauge).
+SELECT executor_id, extract(epoch FROM now() - heartbeat_at)::float8 AS age_seconds
+FROM app.workers
+WHERE stopped_at IS NULL
+  AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+ORDER BY executor_id;
