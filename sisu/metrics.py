@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from sisu import __version__
+from sisu import __version__, names
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -46,11 +46,11 @@ DATABASE_UP = "sisu_database_up"
 BUILD_INFO = "sisu_build_info"
 
 # -- the label values: every label has a bounded set, and a run id is never one ----------------
-ENDED_STATUSES = ("succeeded", "failed", "canceled", "retries_exceeded")
-IN_FLIGHT_STATUSES = ("queued", "running", "waiting_input")
+ENDED_STATUSES = tuple(s for s in names.RUN_STATUSES if s in names.TERMINAL_STATUSES)
+IN_FLIGHT_STATUSES = tuple(s for s in names.RUN_STATUSES if s not in names.TERMINAL_STATUSES)
 # The four stable steps (one `app.run_steps` row per attempt), and an outside executor's work
 # (the sandboxed command, the webhook's POSTs), which runs before ExecuteST records it.
-STEPS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
+STEPS = names.STEP_IDS
 PERFORM_STEP = "PerformST"
 OUTCOMES = ("succeeded", "transient", "failed")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sisu import compat, engine, metrics
+from sisu import compat, engine, metrics, names
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
@@ -54,8 +54,8 @@ class WorkerOptions:
     replay_responses: list[Any] | None = None
     cap_model_requests: int = 50
     cap_tokens: int = 500_000
-    step_max_attempts: int = 3
-    step_backoff_seconds: float = 1.0
+    step_max_attempts: int = names.DEFAULT_STEP_MAX_ATTEMPTS
+    step_backoff_seconds: float = names.DEFAULT_STEP_BACKOFF_SECONDS
     # What ExecuteST does: mock, sandbox or http (validated by the CLI), and their settings.
     executor: str = "mock"
     sandbox_isolation: str = "bwrap"

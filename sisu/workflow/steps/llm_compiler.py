@@ -397,8 +397,9 @@ class LlmCompiler:
         raise StepError("the llm compiler plans in the workflow (draft), not in a transaction")
 
     def draft(self, request: dict[str, Any], budget: Callable[[], Any]) -> dict[str, Any]:
-        from dbos._error import DBOSMaxStepRetriesExceeded
         from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+
+        from sisu.compat import DBOSMaxStepRetriesExceeded
 
         reader = self.reader_for(request)
         asked: dict[str, Any] = {
