@@ -1,10 +1,34 @@
 """The private DBOS APIs sisu relies on, in one place. DBOS 3.x has no public way to ask which
-workflows this process runs, nor to recover chosen workflows of one executor; each function here
-is covered by tests that fail loudly when an upgrade moves what it reaches into."""
+workflows this process runs, nor to recover chosen workflows of one executor, and its exception
+classes live in a private module; everything here is covered by tests/unit/test_compat.py, which
+fails loudly when an upgrade moves what it reaches into. ruff's banned-api rule (TID251) keeps
+these private paths out of every other module.
+
+Importing this module imports dbos (~0.8 s): light modules import it inside the function that
+needs it, never at the top."""
 
 from __future__ import annotations
 
 from typing import Any
+
+# DBOS re-exports this module as `dbos.error`, but its classes are defined (and documented) in
+# `dbos._error`; both names are checked to be the same objects.
+from dbos._error import (
+    DBOSAwaitedWorkflowCancelledError,
+    DBOSMaxStepRetriesExceeded,
+    DBOSQueueDeduplicatedError,
+    DBOSWorkflowCancelledError,
+)
+
+__all__ = [
+    "DBOSAwaitedWorkflowCancelledError",
+    "DBOSMaxStepRetriesExceeded",
+    "DBOSQueueDeduplicatedError",
+    "DBOSWorkflowCancelledError",
+    "active_workflow_ids",
+    "recover_executor",
+    "recover_workflows",
+]
 
 
 def _dbos() -> Any:

@@ -9,6 +9,8 @@ import platformdirs
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sisu import names
+
 DEFAULT_APP_VERSION = "v1"
 
 
@@ -40,8 +42,8 @@ class Settings(BaseSettings):
         default=3002, validation_alias=AliasChoices("SISU_ADMIN_PORT", "ADMIN_PORT")
     )
     # Attempts per step before a run needs repair, and the first retry's delay (doubling).
-    step_max_attempts: int = Field(default=3, ge=1, le=20)
-    step_backoff_seconds: float = Field(default=1.0, ge=0, le=600)
+    step_max_attempts: int = Field(default=names.DEFAULT_STEP_MAX_ATTEMPTS, ge=1, le=20)
+    step_backoff_seconds: float = Field(default=names.DEFAULT_STEP_BACKOFF_SECONDS, ge=0, le=600)
     # Steps a worker runs at once; each holds a database connection, so the worker's pools are
     # sized from it. Runs beyond it wait their turn; a run waiting for a human holds none.
     step_slots: int = Field(default=16, ge=1, le=256)
@@ -77,6 +79,9 @@ class Settings(BaseSettings):
     # How long a worker heartbeat may be silent before the worker counts as dead.
     heartbeat_seconds: float = 2.0
     worker_dead_after_seconds: float = 10.0
+    # How long the database gauges of a /metrics page are reused before they are read again
+    # (SISU_METRICS_CACHE_SECONDS): scrapes never query the database more often than this.
+    metrics_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
 
     @property
     def embedded(self) -> bool:

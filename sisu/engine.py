@@ -43,7 +43,8 @@ class _CancellationLogFilter(logging.Filter):
         if exc is None:
             return True
         from dbos import DBOS
-        from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
+
+        from sisu.compat import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
 
         if not isinstance(exc, DBOSAwaitedWorkflowCancelledError | DBOSWorkflowCancelledError):
             return True

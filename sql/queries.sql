@@ -1,43 +1,20 @@
 -- Named queries, loaded by sisu/db/queries.py. Parameters use psycopg's %(name)s style.
+-- Each query's first comment line says what it answers; queries are grouped by the code
+-- that runs them.
 
--- name: insert_mark
-INSERT INTO app.marks (workflow_id, step)
-VALUES (%(workflow_id)s, %(step)s)
-RETURNING id;
-
--- name: mark_counts
-SELECT step, count(*)::int AS n, min(created_at) AS first_at, max(created_at) AS last_at
-FROM app.marks
-WHERE workflow_id = %(workflow_id)s
-GROUP BY step;
-
--- name: workflow_status
-SELECT workflow_uuid AS workflow_id, status, executor_id, application_version,
-       created_at, updated_at, started_at_epoch_ms
-FROM dbos.workflow_status
-WHERE workflow_uuid = %(workflow_id)s;
-
--- name: record_drill_start
-INSERT INTO app.workflow_runs (workflow_id, kind)
-VALUES (%(workflow_id)s, %(kind)s);
-
--- name: record_drill_kill
-UPDATE app.workflow_runs
-SET killed_pid = %(killed_pid)s, killed_at = %(killed_at)s
-WHERE workflow_id = %(workflow_id)s;
-
--- name: record_drill_end
-UPDATE app.workflow_runs
-SET resumed_pid = %(resumed_pid)s, finished_at = now(), ok = %(ok)s, detail = %(detail)s
-WHERE workflow_id = %(workflow_id)s;
+-- ================================================================================================
+-- Worker: heartbeat, claim, queue settings, resume, failover, shutdown (sisu/worker/).
+-- ================================================================================================
 
 -- name: worker_claim_check
+-- The heartbeat row holding an executor id, and how long it has been silent (start-up claim).
 SELECT executor_id, pid, host, heartbeat_at, stopped_at,
        extract(epoch FROM now() - heartbeat_at)::float8 AS age_seconds
 FROM app.workers
 WHERE executor_id = %(executor_id)s;
 
 -- name: worker_start
+-- A worker starting under its executor id: its heartbeat row, created or taken over.
 INSERT INTO app.workers (executor_id, app_version, pid, host, admin_port, queues, concurrency)
 VALUES (%(executor_id)s, %(app_version)s, %(pid)s, %(host)s, %(admin_port)s, %(queues)s,
         %(concurrency)s)
@@ -48,7 +25,13 @@ SET app_version = EXCLUDED.app_version, pid = EXCLUDED.pid, host = EXCLUDED.host
     stopped_at = NULL;
 
 -- name: worker_heartbeat
+-- A worker's heartbeat, with the workflows a thread of it runs right now.
 UPDATE app.workers SET heartbeat_at = now(), active_workflows = %(active_workflows)s
+WHERE executor_id = %(executor_id)s AND pid = %(pid)s;
+
+-- name: worker_stopped
+-- A worker stopping cleanly: its heartbeat row says so.
+UPDATE app.workers SET stopped_at = now()
 WHERE executor_id = %(executor_id)s AND pid = %(pid)s;
 
 -- name: queue_settings_set
@@ -58,40 +41,161 @@ VALUES (%(queue_name)s, %(settings)s, %(set_by)s)
 ON CONFLICT (queue_name) DO UPDATE
 SET settings = EXCLUDED.settings, set_by = EXCLUDED.set_by, set_at = now();
 
--- name: queue_settings_stored
--- The queue settings in force for the whole fleet, and which worker set them, when.
-SELECT q.name AS queue_name, q.worker_concurrency, q.concurrency AS global_concurrency,
-       q.partition_concurrency, q.polling_interval_sec, s.set_by, s.set_at
-FROM dbos.queues q LEFT JOIN app.queue_settings s ON s.queue_name = q.name
-WHERE q.name = ANY(%(names)s)
-ORDER BY q.name;
+-- name: executor_pending_workflows
+-- The workflows the database says this executor runs (the worker's resume sweep).
+SELECT workflow_uuid AS workflow_id FROM dbos.workflow_status
+WHERE executor_id = %(executor_id)s AND status = 'PENDING'
+  AND application_version = %(app_version)s;
 
--- name: worker_stopped
-UPDATE app.workers SET stopped_at = now()
-WHERE executor_id = %(executor_id)s AND pid = %(pid)s;
+-- name: executor_pending_count
+-- How many workflows are PENDING on an executor (a stopping worker's grace period).
+SELECT count(*)::int AS n FROM dbos.workflow_status
+WHERE executor_id = %(executor_id)s AND status = 'PENDING';
 
--- name: live_workers
-SELECT executor_id, app_version, pid, host, admin_port, queues, concurrency,
-       started_at, heartbeat_at
-FROM app.workers
-WHERE stopped_at IS NULL
-  AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
-ORDER BY executor_id;
+-- name: failover_candidates
+-- Executors of this app version that died (no heartbeat within the timeout, or stopped)
+-- with workflows still pending on them.
+SELECT DISTINCT w.executor_id
+FROM dbos.workflow_status w
+LEFT JOIN app.workers k ON k.executor_id = w.executor_id
+WHERE w.status = 'PENDING' AND w.application_version = %(app_version)s
+  AND w.executor_id <> %(me)s
+  AND (k.executor_id IS NULL
+       OR k.stopped_at IS NOT NULL
+       OR k.heartbeat_at < now() - make_interval(secs => %(timeout_seconds)s));
 
--- name: doctor_port_holder
--- The heartbeat row a process listening on a port is tied to: this host, this pid, that port as
--- its admin port. `started_epoch` lets doctor tell a reused pid (a process born after the row).
-SELECT executor_id, app_version, heartbeat_at, stopped_at,
-       extract(epoch FROM started_at)::float8 AS started_epoch,
-       extract(epoch FROM now() - heartbeat_at)::float8 AS silent_seconds,
-       (stopped_at IS NULL
-        AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive
-FROM app.workers
-WHERE host = %(host)s AND pid = %(pid)s AND admin_port = %(port)s
-ORDER BY started_at DESC
-LIMIT 1;
+-- name: failover_lock
+-- One live worker per dead executor does the recovery (released at the end of the transaction).
+SELECT pg_try_advisory_xact_lock(1936291189, hashtext(%(executor_id)s)) AS won;
+
+-- name: record_failover
+-- A live worker recovered a dead executor's workflows: who, whose, how many.
+INSERT INTO app.failovers (dead_executor_id, recovered_by, app_version, workflows, workflow_ids)
+VALUES (%(dead)s, %(me)s, %(app_version)s, %(n)s, %(ids)s);
+
+-- ================================================================================================
+-- Run-loop steps: what RunIntentWF's steps read and write (sisu/workflow/steps/).
+-- ================================================================================================
+
+-- name: get_intent
+-- One intent, whole (a step of a run enqueued before the intent travelled with its workflow).
+SELECT id, goal, inputs, constraints, connectors, repo, ref, commit_sha, created_at
+FROM app.intents WHERE id = %(id)s;
+
+-- name: next_attempt
+-- The attempt number a step's next attempt row gets.
+SELECT coalesce(max(attempt), 0) + 1 AS attempt
+FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: insert_step_attempt
+-- One step attempt row, finished now (a failed attempt, recorded with its error).
+INSERT INTO app.run_steps (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
+VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, %(started_at)s,
+        clock_timestamp());
+
+-- name: step_succeeded
+-- One round trip for a completed step: its attempt row (numbered after the step's failed
+-- attempts), and the run moved forward (the last step finishes it). A canceled run stays
+-- canceled.
+WITH attempt AS (
+    INSERT INTO app.run_steps
+        (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
+    SELECT %(run_id)s, %(step_id)s, coalesce(max(attempt), 0) + 1, 'succeeded', %(output)s, NULL,
+           %(started_at)s, clock_timestamp()
+    FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s
+    RETURNING run_id
+)
+UPDATE app.runs
+SET status = %(status)s, last_step = %(step_id)s, next_action = NULL, error = NULL,
+    updated_at = clock_timestamp()
+WHERE id = (SELECT run_id FROM attempt) AND status <> 'canceled';
+
+-- name: run_finished_badly
+-- A run ended failed or out of retries, with next action and error (canceled stays canceled).
+UPDATE app.runs
+SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
+    updated_at = clock_timestamp()
+WHERE id = %(run_id)s AND status <> 'canceled';
+
+-- name: run_waiting_input
+-- A run now waits for a human (status waiting_input, next action INPUT).
+UPDATE app.runs
+SET status = 'waiting_input', next_action = 'INPUT', updated_at = clock_timestamp()
+WHERE id = %(run_id)s AND status <> 'canceled';
+
+-- name: insert_opencode_call
+-- The attempt is the step's: one more than its failed attempts so far.
+INSERT INTO app.opencode_calls (run_id, step_id, request, response, compiler, model, attempt,
+                                input_tokens, output_tokens, latency_ms, error)
+SELECT %(run_id)s, %(step_id)s, %(request)s, %(response)s, %(compiler)s, %(model)s,
+       count(*)::int + 1, %(input_tokens)s, %(output_tokens)s, %(latency_ms)s, %(error)s
+FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: insert_artifact
+-- One artifact of a step at a known index.
+INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
+VALUES (%(run_id)s, %(step_id)s, %(idx)s, %(kind)s, %(uri)s, %(inline)s, %(sha256)s);
+
+-- name: insert_next_artifact
+-- An artifact numbered after the step's earlier ones (a question card, then the decision).
+INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
+SELECT %(run_id)s, %(step_id)s, coalesce(max(idx), -1) + 1, %(kind)s, %(uri)s, %(inline)s,
+       %(sha256)s
+FROM app.artifacts WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+
+-- name: receipt_lookup
+-- Whether the mock outside system has seen a receipt key, and how often.
+SELECT receipt_key, seen_count FROM app.mock_receipts WHERE receipt_key = %(receipt_key)s;
+
+-- name: receipt_deliver
+-- The mock outside system receiving a delivery: a repeat of a key it has seen counts as seen again.
+INSERT INTO app.mock_receipts (receipt_key, run_id, step_id, task_key, payload_hash)
+VALUES (%(receipt_key)s, %(run_id)s, %(step_id)s, %(task_key)s, %(payload_hash)s)
+ON CONFLICT (receipt_key) DO UPDATE
+SET seen_count = app.mock_receipts.seen_count + 1,
+    attempts = app.mock_receipts.attempts + 1,
+    last_seen_at = now()
+RETURNING receipt_key, seen_count;
+
+-- name: deliveries_lookup
+-- The http executor's record of a run's keys: a key with delivered_at is never POSTed again.
+SELECT idempotency_key, status_code, delivered_at
+FROM app.deliveries
+WHERE idempotency_key = ANY(%(keys)s);
+
+-- name: delivery_attempt
+-- Counted before the POST goes out, so a request in flight when its worker died still shows.
+-- The status and answer are the latest attempt's: none until the receiver answers it.
+INSERT INTO app.deliveries (idempotency_key, run_id, task_key, executor, url)
+VALUES (%(key)s, %(run_id)s, %(task_key)s, %(executor)s, %(url)s)
+ON CONFLICT (idempotency_key) DO UPDATE
+SET attempts = app.deliveries.attempts + 1,
+    url = EXCLUDED.url,
+    status_code = NULL,
+    response = NULL,
+    last_attempt_at = now()
+RETURNING attempts;
+
+-- name: delivery_answered
+-- The receiver's answer to the last attempt; the first 2xx marks the key delivered for good.
+UPDATE app.deliveries
+SET status_code = %(status_code)s,
+    response = %(response)s,
+    delivered_at = CASE WHEN %(delivered)s THEN coalesce(delivered_at, now()) ELSE delivered_at END
+WHERE idempotency_key = %(key)s;
+
+-- name: insert_mark
+-- A crash-demo mark: CrashDemoWF's step records that it ran (no uniqueness, so a duplicate shows).
+INSERT INTO app.marks (workflow_id, step)
+VALUES (%(workflow_id)s, %(step)s)
+RETURNING id;
+
+-- ================================================================================================
+-- Service writes: intents and runs (sisu/service/intents.py).
+-- ================================================================================================
 
 -- name: insert_intent
+-- A new intent row (POST /intents, `sisu intent create`, bench).
 INSERT INTO app.intents (id, goal, inputs, constraints, connectors, repo, ref, commit_sha)
 VALUES (%(id)s, %(goal)s, %(inputs)s, %(constraints)s, %(connectors)s, %(repo)s, %(ref)s,
         %(commit_sha)s);
@@ -107,6 +211,7 @@ ON CONFLICT (idempotency_key) DO NOTHING
 RETURNING id;
 
 -- name: intent_by_idempotency_key
+-- The intent an Idempotency-Key already created, with the hash of its request.
 SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_key)s;
 
 -- name: lock_intent
@@ -114,15 +219,133 @@ SELECT id, request_hash FROM app.intents WHERE idempotency_key = %(idempotency_k
 SELECT id, goal, inputs, constraints, connectors, repo, commit_sha
 FROM app.intents WHERE id = %(id)s FOR UPDATE;
 
--- name: get_intent
-SELECT id, goal, inputs, constraints, connectors, repo, ref, commit_sha, created_at
-FROM app.intents WHERE id = %(id)s;
-
 -- name: insert_run
+-- A new run row, queued (written in the transaction that enqueues its workflow).
 INSERT INTO app.runs (id, status, trace_id, lane, priority, queue_name, app_version)
 VALUES (%(id)s, 'queued', %(trace_id)s, %(lane)s, %(priority)s, %(queue_name)s, %(app_version)s);
 
+-- name: dedupe_holder
+-- DBOS releases a deduplication id when its workflow leaves the queue (ENQUEUED or PENDING).
+SELECT workflow_uuid AS run_id, coalesce(r.status, 'queued') AS status
+FROM dbos.workflow_status w
+LEFT JOIN app.runs r ON r.id = w.workflow_uuid
+WHERE w.queue_name = %(queue_name)s AND w.deduplication_id = %(deduplication_id)s
+  AND w.status IN ('ENQUEUED', 'PENDING')
+LIMIT 1;
+
+-- ================================================================================================
+-- Service writes: human input and the inbox (sisu/service/human.py).
+-- ================================================================================================
+
+-- name: lock_run
+-- One run's row, locked for a state change (answer, retry, cancel).
+SELECT id, status, next_action, last_step, error, retry_count
+FROM app.runs WHERE id = %(id)s FOR UPDATE;
+
+-- name: human_event_by_key
+-- A human event already received under this dedupe key.
+SELECT id FROM app.human_events WHERE dedupe_key = %(dedupe_key)s;
+
+-- name: insert_human_event
+-- A human event received for a run.
+INSERT INTO app.human_events (run_id, type, payload, dedupe_key)
+VALUES (%(run_id)s, %(type)s, %(payload)s, %(key)s);
+
+-- name: run_input_received
+-- A waiting run got its answer: running again.
+UPDATE app.runs SET status = 'running', next_action = NULL, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: question_card
+-- The run's latest question card (AwaitInputST writes it under DecideST): read backwards along
+-- app.artifacts' primary key (run_id, step_id, idx).
+SELECT inline FROM app.artifacts
+WHERE run_id = %(run_id)s AND step_id = 'DecideST' AND kind = 'question_card'
+ORDER BY idx DESC LIMIT 1;
+
+-- name: inbox
+-- A page of the runs waiting for a human, longest waiting first, after the cursor (updated_at,
+-- id) of the previous page's last run (a waiting run's updated_at is when it began to wait).
+-- The partial index runs_waiting_idx gives the page in order; each run's latest card is then
+-- one primary-key probe of app.artifacts, as in question_card.
+SELECT r.id, r.updated_at, card.inline AS card
+FROM app.runs r
+JOIN LATERAL (
+    SELECT inline FROM app.artifacts a
+    WHERE a.run_id = r.id AND a.step_id = 'DecideST' AND a.kind = 'question_card'
+    ORDER BY a.idx DESC LIMIT 1
+) card ON true
+WHERE r.status = 'waiting_input'
+  AND (r.updated_at, r.id) > (coalesce(%(after_at)s::timestamptz, '-infinity'),
+                              coalesce(%(after_id)s::text, ''))
+ORDER BY r.updated_at, r.id
+LIMIT %(limit)s;
+
+-- ================================================================================================
+-- Service writes: retry, cancel and resume (sisu/service/repair.py).
+-- ================================================================================================
+
+-- name: retry_start_step
+-- Where a retry resumes: the function after the last stable step that succeeded.
+SELECT coalesce(max(function_id), 0) + 1 AS start_step
+FROM dbos.operation_outputs
+WHERE workflow_uuid = %(workflow_id)s AND error IS NULL
+  AND function_name IN ('CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST');
+
+-- name: run_retry_undone
+-- The rewind failed: put the run back as it was.
+UPDATE app.runs
+SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
+    retry_count = retry_count - 1, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: delete_datasource_checkpoints
+-- A run's datasource checkpoints from a step on, so that a rewound workflow runs those steps again.
+DELETE FROM dbos.datasource_outputs
+WHERE workflow_id = %(workflow_id)s AND step_id >= %(start_step)s;
+
+-- name: run_retried
+-- A run retried: queued again, its retry count one higher.
+UPDATE app.runs
+SET status = 'queued', next_action = NULL, error = NULL, retry_count = retry_count + 1,
+    updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: run_canceled
+-- A run canceled.
+UPDATE app.runs
+SET status = 'canceled', next_action = NULL, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- name: run_ids_by_status
+-- The ids of every run in one status, oldest first (bulk retry and cancel).
+SELECT id FROM app.runs WHERE status = %(status)s ORDER BY created_at;
+
+-- name: workflow_resume_point
+-- The step a moved run resumes at: the first function without a recorded output — in DBOS's
+-- step record or in the datasource checkpoints (a step can commit its checkpoint and die
+-- before DBOS records it; that step is done and replays, it must not run again).
+SELECT w.status,
+       greatest(
+           (SELECT coalesce(max(function_id), 0) FROM dbos.operation_outputs o
+            WHERE o.workflow_uuid = w.workflow_uuid),
+           (SELECT coalesce(max(step_id), 0) FROM dbos.datasource_outputs d
+            WHERE d.workflow_id = w.workflow_uuid AND d.error IS NULL)
+       ) + 1 AS start_step
+FROM dbos.workflow_status w
+WHERE w.workflow_uuid = %(workflow_id)s;
+
+-- name: run_moved
+-- A stranded run moved to another app version (`sisu run resume`).
+UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()
+WHERE id = %(run_id)s;
+
+-- ================================================================================================
+-- Service reads: runs, lists, queues, workers (sisu/service/views, queues, workers, health).
+-- ================================================================================================
+
 -- name: get_run
+-- One run's row (RunView, the run's current state).
 SELECT id, status, next_action, last_step, error, retry_count, trace_id, lane, priority,
        queue_name, app_version, created_at, updated_at
 FROM app.runs WHERE id = %(id)s;
@@ -152,6 +375,7 @@ ORDER BY created_at DESC, id DESC
 LIMIT %(limit)s;
 
 -- name: run_steps
+-- A run's step attempts, in step order then attempt order (RunView.steps).
 SELECT step_id, attempt, phase, output, error, started_at, finished_at
 FROM app.run_steps
 WHERE run_id = %(run_id)s
@@ -159,51 +383,12 @@ ORDER BY array_position(ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteS
          attempt;
 
 -- name: run_artifacts
+-- A run's artifacts, in step order then index order (RunView.artifacts).
 SELECT step_id, idx, kind, uri, inline, sha256
 FROM app.artifacts
 WHERE run_id = %(run_id)s
 ORDER BY array_position(ARRAY['CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST'], step_id),
          idx;
-
--- name: next_attempt
-SELECT coalesce(max(attempt), 0) + 1 AS attempt
-FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
-
--- name: insert_step_attempt
-INSERT INTO app.run_steps (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
-VALUES (%(run_id)s, %(step_id)s, %(attempt)s, %(phase)s, %(output)s, %(error)s, %(started_at)s,
-        clock_timestamp());
-
--- name: step_succeeded
--- One round trip for a completed step: its attempt row (numbered after the step's failed
--- attempts), and the run moved forward (the last step finishes it). A canceled run stays
--- canceled.
-WITH attempt AS (
-    INSERT INTO app.run_steps
-        (run_id, step_id, attempt, phase, output, error, started_at, finished_at)
-    SELECT %(run_id)s, %(step_id)s, coalesce(max(attempt), 0) + 1, 'succeeded', %(output)s, NULL,
-           %(started_at)s, clock_timestamp()
-    FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s
-    RETURNING run_id
-)
-UPDATE app.runs
-SET status = %(status)s, last_step = %(step_id)s, next_action = NULL, error = NULL,
-    updated_at = clock_timestamp()
-WHERE id = (SELECT run_id FROM attempt) AND status <> 'canceled';
-
--- name: run_finished_badly
-UPDATE app.runs
-SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
-    updated_at = clock_timestamp()
-WHERE id = %(run_id)s AND status <> 'canceled';
-
--- name: insert_opencode_call
--- The attempt is the step's: one more than its failed attempts so far.
-INSERT INTO app.opencode_calls (run_id, step_id, request, response, compiler, model, attempt,
-                                input_tokens, output_tokens, latency_ms, error)
-SELECT %(run_id)s, %(step_id)s, %(request)s, %(response)s, %(compiler)s, %(model)s,
-       count(*)::int + 1, %(input_tokens)s, %(output_tokens)s, %(latency_ms)s, %(error)s
-FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
 
 -- name: run_compiler_calls
 -- A run's compiler calls, oldest first (`sisu run calls`, GET /runs/{id}/calls).
@@ -224,37 +409,6 @@ SELECT (array_agg(compiler ORDER BY id DESC))[1] AS name,
        count(*)::int AS requests,
        sum(input_tokens)::int AS input_tokens, sum(output_tokens)::int AS output_tokens
 FROM app.opencode_calls WHERE run_id = %(run_id)s HAVING count(*) > 0;
-
--- name: insert_artifact
-INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
-VALUES (%(run_id)s, %(step_id)s, %(idx)s, %(kind)s, %(uri)s, %(inline)s, %(sha256)s);
-
--- name: receipt_lookup
-SELECT receipt_key, seen_count FROM app.mock_receipts WHERE receipt_key = %(receipt_key)s;
-
--- name: receipt_deliver
--- The mock outside system receiving a delivery: a repeat of a key it has seen counts as seen again.
-INSERT INTO app.mock_receipts (receipt_key, run_id, step_id, task_key, payload_hash)
-VALUES (%(receipt_key)s, %(run_id)s, %(step_id)s, %(task_key)s, %(payload_hash)s)
-ON CONFLICT (receipt_key) DO UPDATE
-SET seen_count = app.mock_receipts.seen_count + 1,
-    attempts = app.mock_receipts.attempts + 1,
-    last_seen_at = now()
-RETURNING receipt_key, seen_count;
-
--- name: table_counts
-SELECT (SELECT count(*) FROM app.intents)::int AS intents,
-       (SELECT count(*) FROM app.runs)::int AS runs,
-       (SELECT count(*) FROM dbos.workflow_status)::int AS workflows;
-
--- name: dedupe_holder
--- DBOS releases a deduplication id when its workflow leaves the queue (ENQUEUED or PENDING).
-SELECT workflow_uuid AS run_id, coalesce(r.status, 'queued') AS status
-FROM dbos.workflow_status w
-LEFT JOIN app.runs r ON r.id = w.workflow_uuid
-WHERE w.queue_name = %(queue_name)s AND w.deduplication_id = %(deduplication_id)s
-  AND w.status IN ('ENQUEUED', 'PENDING')
-LIMIT 1;
 
 -- name: queue_depth
 -- Runs waiting or executing per queue, lane, partition and status, from DBOS's in-flight
@@ -286,89 +440,37 @@ LEFT JOIN unmatched u ON u.id = d.unmatched
 GROUP BY 1, 2, 3, 4
 ORDER BY 1, 2 NULLS LAST, 3 NULLS FIRST, 4;
 
--- name: insert_next_artifact
--- An artifact numbered after the step's earlier ones (a question card, then the decision).
-INSERT INTO app.artifacts (run_id, step_id, idx, kind, uri, inline, sha256)
-SELECT %(run_id)s, %(step_id)s, coalesce(max(idx), -1) + 1, %(kind)s, %(uri)s, %(inline)s,
-       %(sha256)s
-FROM app.artifacts WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
+-- name: queue_settings_stored
+-- The queue settings in force for the whole fleet, and which worker set them, when.
+SELECT q.name AS queue_name, q.worker_concurrency, q.concurrency AS global_concurrency,
+       q.partition_concurrency, q.polling_interval_sec, s.set_by, s.set_at
+FROM dbos.queues q LEFT JOIN app.queue_settings s ON s.queue_name = q.name
+WHERE q.name = ANY(%(names)s)
+ORDER BY q.name;
 
--- name: run_waiting_input
-UPDATE app.runs
-SET status = 'waiting_input', next_action = 'INPUT', updated_at = clock_timestamp()
-WHERE id = %(run_id)s AND status <> 'canceled';
+-- name: live_workers
+-- Workers whose heartbeat is recent and who have not stopped (healthz, doctor).
+SELECT executor_id, app_version, pid, host, admin_port, queues, concurrency,
+       started_at, heartbeat_at
+FROM app.workers
+WHERE stopped_at IS NULL
+  AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+ORDER BY executor_id;
 
--- name: lock_run
-SELECT id, status, next_action, last_step, error, retry_count
-FROM app.runs WHERE id = %(id)s FOR UPDATE;
+-- name: workers_list
+-- Every worker ever seen, live first, with its workflows in flight (`sisu workers`).
+SELECT k.executor_id, k.host, k.pid, k.app_version, k.admin_port, k.concurrency, k.started_at,
+       k.heartbeat_at, k.stopped_at,
+       (k.stopped_at IS NULL
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive,
+       (SELECT count(*) FROM dbos.workflow_status w
+        WHERE w.executor_id = k.executor_id AND w.status = 'PENDING')::int AS in_flight
+FROM app.workers k
+ORDER BY alive DESC, k.executor_id;
 
--- name: human_event_by_key
-SELECT id FROM app.human_events WHERE dedupe_key = %(dedupe_key)s;
-
--- name: question_card
--- The run's latest question card (AwaitInputST writes it under DecideST): read backwards along
--- app.artifacts' primary key (run_id, step_id, idx).
-SELECT inline FROM app.artifacts
-WHERE run_id = %(run_id)s AND step_id = 'DecideST' AND kind = 'question_card'
-ORDER BY idx DESC LIMIT 1;
-
--- name: insert_human_event
-INSERT INTO app.human_events (run_id, type, payload, dedupe_key)
-VALUES (%(run_id)s, %(type)s, %(payload)s, %(key)s);
-
--- name: run_input_received
-UPDATE app.runs SET status = 'running', next_action = NULL, updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
-
--- name: inbox
--- A page of the runs waiting for a human, longest waiting first, after the cursor (updated_at,
--- id) of the previous page's last run (a waiting run's updated_at is when it began to wait).
--- The partial index runs_waiting_idx gives the page in order; each run's latest card is then
--- one primary-key probe of app.artifacts, as in question_card.
-SELECT r.id, r.updated_at, card.inline AS card
-FROM app.runs r
-JOIN LATERAL (
-    SELECT inline FROM app.artifacts a
-    WHERE a.run_id = r.id AND a.step_id = 'DecideST' AND a.kind = 'question_card'
-    ORDER BY a.idx DESC LIMIT 1
-) card ON true
-WHERE r.status = 'waiting_input'
-  AND (r.updated_at, r.id) > (coalesce(%(after_at)s::timestamptz, '-infinity'),
-                              coalesce(%(after_id)s::text, ''))
-ORDER BY r.updated_at, r.id
-LIMIT %(limit)s;
-
--- name: retry_start_step
--- Where a retry resumes: the function after the last stable step that succeeded.
-SELECT coalesce(max(function_id), 0) + 1 AS start_step
-FROM dbos.operation_outputs
-WHERE workflow_uuid = %(workflow_id)s AND error IS NULL
-  AND function_name IN ('CompileST', 'ApplyPatchST', 'DecideST', 'ExecuteST');
-
--- name: run_retry_undone
--- The rewind failed: put the run back as it was.
-UPDATE app.runs
-SET status = %(status)s, next_action = %(next_action)s, error = %(error)s,
-    retry_count = retry_count - 1, updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
-
--- name: delete_datasource_checkpoints
-DELETE FROM dbos.datasource_outputs
-WHERE workflow_id = %(workflow_id)s AND step_id >= %(start_step)s;
-
--- name: run_retried
-UPDATE app.runs
-SET status = 'queued', next_action = NULL, error = NULL, retry_count = retry_count + 1,
-    updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
-
--- name: run_canceled
-UPDATE app.runs
-SET status = 'canceled', next_action = NULL, updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
-
--- name: run_ids_by_status
-SELECT id FROM app.runs WHERE status = %(status)s ORDER BY created_at;
+-- ================================================================================================
+-- Audit: one oracle per law, each counting the rows that break it (sisu/audit/oracles.py).
+-- ================================================================================================
 
 -- name: audit_duplicate_effects
 -- Deliveries the mock outside system received more than once (must be none).
@@ -448,6 +550,36 @@ WHERE s.step_id = 'CompileST' AND s.phase = 'succeeded'
         AND c.request IS NOT NULL AND c.response IS NOT NULL)
 ORDER BY s.run_id;
 
+-- name: audit_deliveries
+-- Runs whose ExecuteST succeeded with the http executor (its output lists `deliveries`) with a
+-- task (of its decision, or of that list) that app.deliveries does not show answered with a 2xx.
+WITH http_runs AS (
+    SELECT s.run_id, s.output -> 'deliveries' AS deliveries
+    FROM app.run_steps s
+    WHERE s.step_id = 'ExecuteST' AND s.phase = 'succeeded'
+      AND jsonb_typeof(s.output -> 'deliveries') = 'array'
+      AND (%(run_ids)s::text[] IS NULL OR s.run_id = ANY(%(run_ids)s))
+),
+tasks AS (
+    SELECT h.run_id, t.value ->> 'taskKey' AS task_key
+    FROM http_runs h, jsonb_array_elements(h.deliveries) t
+    UNION
+    SELECT d.run_id, t.value ->> 'taskKey'
+    FROM app.run_steps d
+    JOIN http_runs h ON h.run_id = d.run_id,
+    jsonb_array_elements(CASE WHEN jsonb_typeof(d.output -> 'tasks') = 'array'
+                              THEN d.output -> 'tasks' ELSE '[]'::jsonb END) t
+    WHERE d.step_id = 'DecideST' AND d.phase = 'succeeded'
+)
+SELECT t.run_id, array_agg(t.task_key ORDER BY t.task_key) AS undelivered
+FROM tasks t
+LEFT JOIN app.deliveries d
+       ON d.idempotency_key = t.run_id || ':ExecuteST:' || t.task_key
+      AND d.status_code BETWEEN 200 AND 299
+WHERE d.idempotency_key IS NULL
+GROUP BY t.run_id
+ORDER BY t.run_id;
+
 -- name: audit_stranded_runs
 -- Queued runs whose app version no live worker serves, and runs pending on a dead executor.
 SELECT w.workflow_uuid AS run_id, w.status, w.application_version AS app_version,
@@ -511,6 +643,23 @@ WHERE i.created_at < now() - make_interval(secs => %(orphan_after_seconds)s)
   AND NOT EXISTS (SELECT 1 FROM app.runs r WHERE r.id = i.id)
 ORDER BY i.created_at, i.id;
 
+-- ================================================================================================
+-- Doctor: what is not making progress, and why (sisu/audit/doctor.py).
+-- ================================================================================================
+
+-- name: doctor_port_holder
+-- The heartbeat row a process listening on a port is tied to: this host, this pid, that port as
+-- its admin port. `started_epoch` lets doctor tell a reused pid (a process born after the row).
+SELECT executor_id, app_version, heartbeat_at, stopped_at,
+       extract(epoch FROM started_at)::float8 AS started_epoch,
+       extract(epoch FROM now() - heartbeat_at)::float8 AS silent_seconds,
+       (stopped_at IS NULL
+        AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive
+FROM app.workers
+WHERE host = %(host)s AND pid = %(pid)s AND admin_port = %(port)s
+ORDER BY started_at DESC
+LIMIT 1;
+
 -- name: doctor_stuck_versions
 -- Queued runs by app version, with whether a live worker serves that version.
 SELECT w.application_version AS app_version, count(*)::int AS n,
@@ -544,151 +693,9 @@ WHERE w.status = 'PENDING'
 GROUP BY w.executor_id, w.application_version
 ORDER BY w.executor_id;
 
--- name: chaos_in_execute
--- A run of this drill inside ExecuteST right now (DecideST done, not finished).
-SELECT id FROM app.runs
-WHERE id = ANY(%(run_ids)s) AND status = 'running' AND last_step = 'DecideST'
-ORDER BY updated_at LIMIT 1;
-
--- name: chaos_run_evidence
-SELECT r.updated_at, r.status,
-       (SELECT count(*) FROM app.mock_receipts m WHERE m.run_id = r.id)::int AS receipts,
-       EXISTS (SELECT 1 FROM app.run_steps s
-               WHERE s.run_id = r.id AND s.step_id = 'ExecuteST' AND s.phase = 'succeeded')
-           AS execute_done
-FROM app.runs r WHERE r.id = %(run_id)s;
-
--- name: chaos_statuses
-SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROUP BY status;
-
--- name: executor_pending_workflows
--- The workflows the database says this executor runs (the worker's resume sweep).
-SELECT workflow_uuid AS workflow_id FROM dbos.workflow_status
-WHERE executor_id = %(executor_id)s AND status = 'PENDING'
-  AND application_version = %(app_version)s;
-
--- name: chaos_drill_intents
--- Intents a drill's clients created (their goals start with the drill's tag), accepted or not.
-SELECT count(*)::int AS n FROM app.intents WHERE starts_with(goal, %(prefix)s);
-
--- name: executor_pending_count
-SELECT count(*)::int AS n FROM dbos.workflow_status
-WHERE executor_id = %(executor_id)s AND status = 'PENDING';
-
--- name: bench_timings
--- Per workflow: enqueue to start, start to finish (ms), from DBOS's own timestamps. DBOS stamps
--- the start with now() of the dequeuing transaction, which may have begun a few milliseconds
--- before the enqueue committed: such a start counts as immediate, not as negative.
-SELECT workflow_uuid, status, created_at, started_at_epoch_ms, completed_at,
-       greatest(started_at_epoch_ms - created_at, 0)::float8 AS enqueue_to_start_ms,
-       (coalesce(completed_at, updated_at) - started_at_epoch_ms)::float8 AS run_ms
-FROM dbos.workflow_status
-WHERE workflow_uuid = ANY(%(ids)s);
-
--- name: failover_candidates
--- Executors of this app version that died (no heartbeat within the timeout, or stopped)
--- with workflows still pending on them.
-SELECT DISTINCT w.executor_id
-FROM dbos.workflow_status w
-LEFT JOIN app.workers k ON k.executor_id = w.executor_id
-WHERE w.status = 'PENDING' AND w.application_version = %(app_version)s
-  AND w.executor_id <> %(me)s
-  AND (k.executor_id IS NULL
-       OR k.stopped_at IS NOT NULL
-       OR k.heartbeat_at < now() - make_interval(secs => %(timeout_seconds)s));
-
--- name: failover_lock
--- One live worker per dead executor does the recovery (released at the end of the transaction).
-SELECT pg_try_advisory_xact_lock(1936291189, hashtext(%(executor_id)s)) AS won;
-
--- name: record_failover
-INSERT INTO app.failovers (dead_executor_id, recovered_by, app_version, workflows, workflow_ids)
-VALUES (%(dead)s, %(me)s, %(app_version)s, %(n)s, %(ids)s);
-
--- name: workers_list
-SELECT k.executor_id, k.host, k.pid, k.app_version, k.admin_port, k.concurrency, k.started_at,
-       k.heartbeat_at, k.stopped_at,
-       (k.stopped_at IS NULL
-        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive,
-       (SELECT count(*) FROM dbos.workflow_status w
-        WHERE w.executor_id = k.executor_id AND w.status = 'PENDING')::int AS in_flight
-FROM app.workers k
-ORDER BY alive DESC, k.executor_id;
-
--- name: workflow_resume_point
--- The step a moved run resumes at: the first function without a recorded output — in DBOS's
--- step record or in the datasource checkpoints (a step can commit its checkpoint and die
--- before DBOS records it; that step is done and replays, it must not run again).
-SELECT w.status,
-       greatest(
-           (SELECT coalesce(max(function_id), 0) FROM dbos.operation_outputs o
-            WHERE o.workflow_uuid = w.workflow_uuid),
-           (SELECT coalesce(max(step_id), 0) FROM dbos.datasource_outputs d
-            WHERE d.workflow_id = w.workflow_uuid AND d.error IS NULL)
-       ) + 1 AS start_step
-FROM dbos.workflow_status w
-WHERE w.workflow_uuid = %(workflow_id)s;
-
--- name: run_moved
-UPDATE app.runs SET app_version = %(app_version)s, updated_at = clock_timestamp()
-WHERE id = %(run_id)s;
-
--- name: deliveries_lookup
--- The http executor's record of a run's keys: a key with delivered_at is never POSTed again.
-SELECT idempotency_key, status_code, delivered_at
-FROM app.deliveries
-WHERE idempotency_key = ANY(%(keys)s);
-
--- name: delivery_attempt
--- Counted before the POST goes out, so a request in flight when its worker died still shows.
--- The status and answer are the latest attempt's: none until the receiver answers it.
-INSERT INTO app.deliveries (idempotency_key, run_id, task_key, executor, url)
-VALUES (%(key)s, %(run_id)s, %(task_key)s, %(executor)s, %(url)s)
-ON CONFLICT (idempotency_key) DO UPDATE
-SET attempts = app.deliveries.attempts + 1,
-    url = EXCLUDED.url,
-    status_code = NULL,
-    response = NULL,
-    last_attempt_at = now()
-RETURNING attempts;
-
--- name: delivery_answered
--- The receiver's answer to the last attempt; the first 2xx marks the key delivered for good.
-UPDATE app.deliveries
-SET status_code = %(status_code)s,
-    response = %(response)s,
-    delivered_at = CASE WHEN %(delivered)s THEN coalesce(delivered_at, now()) ELSE delivered_at END
-WHERE idempotency_key = %(key)s;
-
--- name: audit_deliveries
--- Runs whose ExecuteST succeeded with the http executor (its output lists `deliveries`) with a
--- task (of its decision, or of that list) that app.deliveries does not show answered with a 2xx.
-WITH http_runs AS (
-    SELECT s.run_id, s.output -> 'deliveries' AS deliveries
-    FROM app.run_steps s
-    WHERE s.step_id = 'ExecuteST' AND s.phase = 'succeeded'
-      AND jsonb_typeof(s.output -> 'deliveries') = 'array'
-      AND (%(run_ids)s::text[] IS NULL OR s.run_id = ANY(%(run_ids)s))
-),
-tasks AS (
-    SELECT h.run_id, t.value ->> 'taskKey' AS task_key
-    FROM http_runs h, jsonb_array_elements(h.deliveries) t
-    UNION
-    SELECT d.run_id, t.value ->> 'taskKey'
-    FROM app.run_steps d
-    JOIN http_runs h ON h.run_id = d.run_id,
-    jsonb_array_elements(CASE WHEN jsonb_typeof(d.output -> 'tasks') = 'array'
-                              THEN d.output -> 'tasks' ELSE '[]'::jsonb END) t
-    WHERE d.step_id = 'DecideST' AND d.phase = 'succeeded'
-)
-SELECT t.run_id, array_agg(t.task_key ORDER BY t.task_key) AS undelivered
-FROM tasks t
-LEFT JOIN app.deliveries d
-       ON d.idempotency_key = t.run_id || ':ExecuteST:' || t.task_key
-      AND d.status_code BETWEEN 200 AND 299
-WHERE d.idempotency_key IS NULL
-GROUP BY t.run_id
-ORDER BY t.run_id;
+-- ================================================================================================
+-- gc: retention (sisu/service/gc.py).
+-- ================================================================================================
 
 -- name: gc_cutoff
 -- Retention's cutoff, on the clock of the database (the one that stamps app.runs.updated_at).
@@ -788,3 +795,91 @@ WITH steps AS (DELETE FROM app.run_steps WHERE run_id = ANY (%(ids)s)),
      checkpoints AS (DELETE FROM dbos.datasource_outputs WHERE workflow_id = ANY (%(family)s)),
      runs AS (DELETE FROM app.runs WHERE id = ANY (%(ids)s))
 DELETE FROM app.intents WHERE id = ANY (%(ids)s);
+
+-- ================================================================================================
+-- Metrics: the database gauges of GET /metrics (sisu/metrics.py).
+-- ================================================================================================
+
+-- name: metrics_runs_in_flight
+-- How many runs are queued, running or waiting for a human, by status (the /metrics gauges).
+-- Three short range scans of runs_status_updated_idx, index only: the runs in flight, never the
+-- whole history (ended runs are counted by the workers' sisu_runs_total instead).
+SELECT status, count(*)::int AS n
+FROM app.runs
+WHERE status IN ('queued', 'running', 'waiting_input')
+GROUP BY status
+ORDER BY status;
+
+-- name: metrics_worker_heartbeats
+-- How long ago each live worker last beat, by the database's clock (the /metrics gauge).
+SELECT executor_id, extract(epoch FROM now() - heartbeat_at)::float8 AS age_seconds
+FROM app.workers
+WHERE stopped_at IS NULL
+  AND heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)
+ORDER BY executor_id;
+
+-- ================================================================================================
+-- Bench (sisu/drills/bench.py).
+-- ================================================================================================
+
+-- name: bench_timings
+-- Per workflow: enqueue to start, start to finish (ms), from DBOS's own timestamps. DBOS stamps
+-- the start with now() of the dequeuing transaction, which may have begun a few milliseconds
+-- before the enqueue committed: such a start counts as immediate, not as negative.
+SELECT workflow_uuid, status, created_at, started_at_epoch_ms, completed_at,
+       greatest(started_at_epoch_ms - created_at, 0)::float8 AS enqueue_to_start_ms,
+       (coalesce(completed_at, updated_at) - started_at_epoch_ms)::float8 AS run_ms
+FROM dbos.workflow_status
+WHERE workflow_uuid = ANY(%(ids)s);
+
+-- ================================================================================================
+-- Drills: the crash demo and the chaos drills (sisu/drills/).
+-- ================================================================================================
+
+-- name: workflow_status
+-- One workflow's row in dbos.workflow_status: status, executor, app version, timestamps.
+SELECT workflow_uuid AS workflow_id, status, executor_id, application_version,
+       created_at, updated_at, started_at_epoch_ms
+FROM dbos.workflow_status
+WHERE workflow_uuid = %(workflow_id)s;
+
+-- name: mark_counts
+-- How many times each crash-demo step ran for one workflow, first and last time.
+SELECT step, count(*)::int AS n, min(created_at) AS first_at, max(created_at) AS last_at
+FROM app.marks
+WHERE workflow_id = %(workflow_id)s
+GROUP BY step;
+
+-- name: record_drill_start
+-- A drill's workflow started (app.workflow_runs).
+INSERT INTO app.workflow_runs (workflow_id, kind)
+VALUES (%(workflow_id)s, %(kind)s);
+
+-- name: record_drill_kill
+-- Which worker pid a drill killed, and when.
+UPDATE app.workflow_runs
+SET killed_pid = %(killed_pid)s, killed_at = %(killed_at)s
+WHERE workflow_id = %(workflow_id)s;
+
+-- name: record_drill_end
+-- How a drill ended: the pid that finished the workflow, and whether it passed.
+UPDATE app.workflow_runs
+SET resumed_pid = %(resumed_pid)s, finished_at = now(), ok = %(ok)s, detail = %(detail)s
+WHERE workflow_id = %(workflow_id)s;
+
+-- name: chaos_run_evidence
+-- A run after a chaos kill: its status, its receipts, and whether ExecuteST succeeded.
+SELECT r.updated_at, r.status,
+       (SELECT count(*) FROM app.mock_receipts m WHERE m.run_id = r.id)::int AS receipts,
+       EXISTS (SELECT 1 FROM app.run_steps s
+               WHERE s.run_id = r.id AND s.step_id = 'ExecuteST' AND s.phase = 'succeeded')
+           AS execute_done
+FROM app.runs r WHERE r.id = %(run_id)s;
+
+-- name: chaos_statuses
+-- How many of a drill's runs are in each status.
+SELECT status, count(*)::int AS n FROM app.runs WHERE id = ANY(%(run_ids)s) GROUP BY status;
+
+-- name: chaos_drill_intents
+-- Intents a drill's clients created (their goals start with the drill's tag), accepted or not.
+SELECT count(*)::int AS n FROM app.intents WHERE starts_with(goal, %(prefix)s);

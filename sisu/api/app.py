@@ -15,8 +15,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sisu import __version__
-from sisu.api.middleware import BearerAuth, BodyLimit, CatchAll, unexpected
+from sisu import __version__, metrics
+from sisu.api.middleware import BearerAuth, BodyLimit, CatchAll, RequestMetrics, unexpected
 from sisu.config import Settings
 from sisu.contracts.base import NUL_MESSAGE, Text, error_details
 from sisu.contracts.runs import (
@@ -209,6 +209,14 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes or settings.max_body_bytes)
     if api_token:
         app.add_middleware(BearerAuth, token=api_token)
+    http_metrics = metrics.HttpMetrics()
+    app.add_middleware(RequestMetrics, observe=http_metrics.observe, routes=app.router.routes)
+    gauges = metrics.DatabaseGauges(
+        backend.url,
+        cache_seconds=settings.metrics_cache_seconds,
+        dead_after_seconds=settings.worker_dead_after_seconds,
+    )
+    page = metrics.shim_page(gauges, http_metrics, app_version=backend.app_version)
 
     @app.get(
         "/healthz",
@@ -219,6 +227,23 @@ def create_app(
     def healthz() -> JSONResponse:
         ok, body = health.health(backend, settings.worker_dead_after_seconds)
         return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={
+            200: {
+                "content": {metrics.CONTENT_TYPE: {"schema": {"type": "string"}}},
+                "description": "Prometheus text exposition format (version 0.0.4).",
+            },
+            **_errors(400),
+        },
+    )
+    def get_metrics() -> Response:
+        """Prometheus metrics: the requests this server answered, and gauges read from the
+        database (cached for SISU_METRICS_CACHE_SECONDS); `sisu_database_up 0` and no database
+        gauges when it cannot be read. The worker's admin port serves its own page."""
+        return Response(metrics.render(page), media_type=metrics.CONTENT_TYPE)
 
     @app.post(
         "/intents",

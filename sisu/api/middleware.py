@@ -1,17 +1,20 @@
 """The api-shim's outer guards, as pure ASGI middleware so they act before a route reads a byte:
-the bearer token and the request body limit."""
+the bearer token and the request body limit; and, around them all, the request metrics."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Match
 
 from sisu.errors import PayloadTooLarge, SisuError, Unauthorized
+from sisu.metrics import UNMATCHED_ROUTE
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -140,3 +143,60 @@ class CatchAll:
 
 def unexpected(exc: BaseException) -> SisuError:
     return SisuError(f"unexpected error ({type(exc).__name__}); the api-shim's log has the details")
+
+
+def route_template(scope: Scope, routes: list[BaseRoute]) -> str:
+    """The template of the route that served (or would serve) the request, e.g.
+    `/runs/{run_id}`: what the router put in the scope, else the first route the path
+    matches (a request the token or the body limit refused never reached the router)."""
+    route = scope.get("route")
+    if route is None:
+        partial = None
+        for candidate in routes:
+            match, _ = candidate.matches(scope)
+            if match is Match.FULL:
+                route = candidate
+                break
+            if match is Match.PARTIAL and partial is None:
+                partial = candidate  # the path matches, the method does not (a 405)
+        route = route or partial
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestMetrics:
+    """Counts every answered request by method, route template and status, and times it. The
+    outermost middleware: a 401 or a 413 is counted too."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: Callable[[str, str, int, float], None],
+        routes: list[BaseRoute],
+    ) -> None:
+        self.app = app
+        self.observe = observe
+        self.routes = routes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500  # what the client gets if the app fails before it answers
+
+        async def watched(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            self.observe(
+                str(scope["method"]),
+                route_template(scope, self.routes),
+                status,
+                time.monotonic() - started,
+            )

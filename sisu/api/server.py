@@ -75,10 +75,10 @@ def serve(
     # What the service layer imports lazily (to keep the CLI fast) is imported here, before the
     # first request: concurrent first requests importing one module on several threads at once
     # met it half-initialised and answered 500.
-    import dbos._error  # noqa: F401
     import sqlalchemy.exc  # noqa: F401
     import uvicorn
 
+    import sisu.compat  # noqa: F401
     from sisu.api.app import create_app
 
     backend = Backend.from_settings(url, settings, pool_size=10)

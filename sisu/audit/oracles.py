@@ -12,20 +12,54 @@ from sisu.contracts.ops import AuditCheck, AuditReport
 from sisu.db.connection import connect
 from sisu.db.queries import q
 
-# (check name, what a row of it means)
-CHECKS: tuple[tuple[str, str], ...] = (
-    ("duplicate_effects", "receipts the outside system saw more than once (seen_count > 1)"),
-    ("step_sequence", "succeeded runs without the four stable steps, each succeeded, in order"),
-    ("status_agreement", "runs whose app.runs status disagrees with dbos.workflow_status"),
-    ("compiler_calls", "CompileST attempts without a recorded request and response"),
-    ("deliveries", "http-executor runs with a task its webhook never answered with a 2xx"),
-    ("stranded_runs", "queued runs no live worker serves, pending runs on a dead executor"),
+# (check name, its query in sql/queries.sql, what a row of it means). The query is named in full
+# so that a search for it finds this caller.
+CHECKS: tuple[tuple[str, str, str], ...] = (
+    (
+        "duplicate_effects",
+        "audit_duplicate_effects",
+        "receipts the outside system saw more than once (seen_count > 1)",
+    ),
+    (
+        "step_sequence",
+        "audit_step_sequence",
+        "succeeded runs without the four stable steps, each succeeded, in order",
+    ),
+    (
+        "status_agreement",
+        "audit_status_agreement",
+        "runs whose app.runs status disagrees with dbos.workflow_status",
+    ),
+    (
+        "compiler_calls",
+        "audit_compiler_calls",
+        "CompileST attempts without a recorded request and response",
+    ),
+    (
+        "deliveries",
+        "audit_deliveries",
+        "http-executor runs with a task its webhook never answered with a 2xx",
+    ),
+    (
+        "stranded_runs",
+        "audit_stranded_runs",
+        "queued runs no live worker serves, pending runs on a dead executor",
+    ),
     (
         "stalled_runs",
+        "audit_stalled_runs",
         "runs pending on a live worker that runs no thread of them and made no progress lately",
     ),
-    ("unread_events", "human answers sent to runs that finished without reading them"),
-    ("orphan_intents", "intents never run, older than the orphan threshold (a warning)"),
+    (
+        "unread_events",
+        "audit_unread_events",
+        "human answers sent to runs that finished without reading them",
+    ),
+    (
+        "orphan_intents",
+        "audit_orphan_intents",
+        "intents never run, older than the orphan threshold (a warning)",
+    ),
 )
 # Checks whose rows deserve a look but break no law: they show, and the audit still passes.
 WARNINGS = frozenset({"orphan_intents"})
@@ -74,8 +108,8 @@ def run(
     checks = []
     with connect(url) as conn:
         mogrifier = ClientCursor(conn)
-        for name, description in CHECKS:
-            sql = q(f"audit_{name}")
+        for name, query, description in CHECKS:
+            sql = q(query)
             rows = conn.execute(_bounded(sql), params).fetchall()
             count = rows[0][_TOTAL] if rows else 0
             checks.append(

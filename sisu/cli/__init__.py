@@ -10,9 +10,6 @@ import traceback
 
 import typer
 
-# typer >= 0.26 vendors click, so its usage errors are not `click.ClickException`s.
-from typer._click.exceptions import ClickException as _UsageProblem
-
 from sisu import __version__
 from sisu.cli import (
     _output,
@@ -32,6 +29,7 @@ from sisu.cli import (
     worker,
     workers,
 )
+from sisu.cli._compat import UsageProblem
 from sisu.errors import SisuError
 
 app = typer.Typer(
@@ -89,7 +87,7 @@ def main() -> None:
         if _output.state.verbose and not _output.logs_json():
             traceback.print_exc()
         sys.exit(exc.exit_code)
-    except _UsageProblem as exc:
+    except UsageProblem as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):

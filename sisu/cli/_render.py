@@ -6,6 +6,8 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sisu import names
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -22,7 +24,7 @@ STATUS_STYLE = {
     "canceled": "dim",
     "retries_exceeded": "red",
 }
-STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
+STEP_IDS = names.STEP_IDS
 
 # Exit codes of commands that wait for a run (`run watch`, `intent run --wait`, `demo`).
 EXIT_SUCCEEDED = 0

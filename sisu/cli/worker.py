@@ -11,7 +11,8 @@ def worker(
     admin_port: int = typer.Option(
         None,
         "--admin-port",
-        help="Port of the worker's GET /healthz (env ADMIN_PORT, default 3002; 0 = any free).",
+        help="Port of the worker's GET /healthz and GET /metrics (env ADMIN_PORT, default 3002; "
+        "0 = any free).",
         show_default=False,
     ),
     admin_host: str = typer.Option(
@@ -172,6 +173,7 @@ def worker(
         partition_concurrency=s.partition_concurrency,
         heartbeat_seconds=s.heartbeat_seconds,
         dead_after_seconds=s.worker_dead_after_seconds,
+        metrics_cache_seconds=s.metrics_cache_seconds,
         compiler=chosen,
         llm=llm,
         replay_from=s.replay_from,

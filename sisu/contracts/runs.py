@@ -7,15 +7,16 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, Strict, WithJsonSchema, model_validator
 
+from sisu import names
 from sisu.contracts.base import WHOLE, Contract, JsonList, JsonObject, Text
 
 RunStatus = Literal[
     "queued", "running", "waiting_input", "succeeded", "failed", "canceled", "retries_exceeded"
 ]
 RUN_STATUSES: tuple[str, ...] = RunStatus.__args__  # type: ignore[attr-defined]
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "retries_exceeded"})
+TERMINAL_STATUSES = names.TERMINAL_STATUSES
 NextAction = Literal["REPAIR", "INPUT"]
-STEP_IDS = ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST")
+STEP_IDS = names.STEP_IDS
 
 
 def scripted_plan(inputs: dict[str, Any]) -> tuple[list[dict[str, str]] | None, str | None]:

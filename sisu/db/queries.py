@@ -17,7 +17,11 @@ def parse(text: str) -> dict[str, str]:
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise ValueError(f"query {name!r} is defined twice in queries.sql")
-        queries[name] = body.strip().rstrip(";")
+        # Comment lines after a query's statement belong to what follows (a section heading).
+        lines = body.strip().splitlines()
+        while lines and (not lines[-1].strip() or lines[-1].lstrip().startswith("--")):
+            lines.pop()
+        queries[name] = "\n".join(lines).rstrip().rstrip(";")
     return queries
 
 

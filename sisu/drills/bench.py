@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from sisu import engine
+from sisu import engine, names
 from sisu.config import Settings
 from sisu.contracts.ops import BenchResult, BurstLatency, CpuMs, CpuPerRun, LatencyMs
 from sisu.contracts.runs import LANE_PRIORITY, IntentCreate, RunRequest
@@ -31,8 +31,8 @@ from sisu.drills.processes import WorkerProcess, wait_for
 from sisu.service import intents
 from sisu.service.backend import Backend
 
-BASELINE_WORKFLOW = "BenchBaselineWF"  # sisu.workflow.wf.bench.NAME
-TX_BASELINE_WORKFLOW = "BenchTxBaselineWF"  # sisu.workflow.wf.bench.TX_NAME
+BASELINE_WORKFLOW = names.BENCH_BASELINE_WF
+TX_BASELINE_WORKFLOW = names.BENCH_TX_BASELINE_WF
 SUBMIT_THREADS = 4
 WARMUP = 10
 # The latency phase: at most this many runs of each kind, at half the measured throughput.

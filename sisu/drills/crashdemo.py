@@ -12,15 +12,15 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sisu import engine
+from sisu import engine, names
 from sisu.contracts.ops import CrashDemoResult, MarkCounts
 from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.drills.processes import WorkerProcess, wait_for
 from sisu.errors import DrillFailed
 
-WORKFLOW_NAME = "CrashDemoWF"  # sisu.workflow.wf.crashdemo.NAME, by name: drills never import wf
-TERMINAL = {"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"}
+WORKFLOW_NAME = names.CRASH_DEMO_WF  # by name: drills never import wf
+TERMINAL = names.DBOS_TERMINAL_STATUSES
 
 
 def _marks(url: str, workflow_id: str) -> dict[str, dict[str, Any]]:

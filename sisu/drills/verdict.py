@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import statistics
 
+from sisu import names
 from sisu.audit import oracles
 from sisu.config import Settings
 from sisu.contracts.ops import ChaosResult, KillRecord, Percentiles
 from sisu.db.connection import connect
 from sisu.db.queries import q
 
-TERMINAL = frozenset({"succeeded", "failed", "canceled", "retries_exceeded"})
+TERMINAL = names.TERMINAL_STATUSES
 
 
 def statuses(url: str, run_ids: list[str]) -> dict[str, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sisu import metrics
 from sisu.sandbox.command import (
     DEFAULT_MAX_OUTPUT_BYTES,
     CommandResult,
@@ -91,11 +92,14 @@ class SandboxExecutor:
         )
         tail = result.tail.rstrip() or "(no output)"
         if result.timed_out:
+            metrics.sandbox_command("timeout")
             raise CommandTimeout(
                 f"timed out after {timeout:g} s and was killed with all it started: {tail}"
             )
         if result.exit_code != 0:
+            metrics.sandbox_command("failed")
             raise CommandFailed(f"exit {result.exit_code}: {tail}")
+        metrics.sandbox_command("succeeded")
         return outcome(result, timeout)
 
 

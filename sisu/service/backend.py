@@ -13,6 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from sisu import engine as sisu_engine
+from sisu import names
 from sisu.db.url import redact, sqlalchemy_url
 from sisu.errors import DatabaseUnavailable
 from sisu.service.policy import QueuePolicy
@@ -43,7 +44,10 @@ class Backend:
         self.pooled = pooled
         self.app_version = app_version
         # Passed to every new run's workflow: how often and how patiently a step is retried.
-        self.run_policy = run_policy or {"maxAttempts": 3, "backoffSeconds": 1.0}
+        self.run_policy = run_policy or {
+            "maxAttempts": names.DEFAULT_STEP_MAX_ATTEMPTS,
+            "backoffSeconds": names.DEFAULT_STEP_BACKOFF_SECONDS,
+        }
         self.queue_policy = queue_policy or QueuePolicy()
         self.pool_size = pool_size
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sisu import names
 from sisu.config import run_logs_dir
 from sisu.contracts.ops import GcReport
 from sisu.db.queries import q
@@ -20,7 +21,7 @@ from sisu.service.backend import Backend, Cursor
 
 # A run in any other status is live (queued, running, waiting_input) or waits for repair
 # (retries_exceeded): gc never takes it.
-FINISHED = ("succeeded", "failed", "canceled")
+FINISHED = names.GC_STATUSES
 BATCH_SIZE = 500
 MAX_BATCH_SIZE = 10_000
 

@@ -8,13 +8,14 @@ from datetime import UTC, datetime
 
 from psycopg.types.json import Jsonb
 
+from sisu import names
 from sisu.contracts.runs import EventAccepted, EventRequest, InboxItem, InboxPage
 from sisu.db.queries import q
 from sisu.errors import InvalidState, NotFound, ValidationFailed
 from sisu.service import paging, schema
 from sisu.service.backend import Backend
 
-INPUT_TOPIC = "human_input"  # sisu.workflow.wf.intent.INPUT_TOPIC
+INPUT_TOPIC = names.INPUT_TOPIC
 
 
 def _dedupe_key(run_id: str, event: EventRequest) -> str:

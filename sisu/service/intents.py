@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from sisu import names
 from sisu.contracts.runs import IntentCreate, IntentCreated, RunRequest, RunStarted
 from sisu.db.queries import q
 from sisu.errors import DuplicateRun, IdempotencyConflict, NotFound, ValidationFailed
@@ -17,7 +18,7 @@ from sisu.service import policy
 from sisu.service.backend import Backend, Cursor
 from sisu.workspace import repos
 
-RUN_WORKFLOW = "RunIntentWF"  # sisu.workflow.wf.intent.NAME, by name: callers never import wf
+RUN_WORKFLOW = names.RUN_INTENT_WF  # by name: callers never import wf
 # What of the intent its run's workflow is started with (the columns its steps read).
 RUN_INTENT_FIELDS = ("goal", "inputs", "constraints", "connectors", "repo", "commit_sha")
 
@@ -140,7 +141,7 @@ def start_run(backend: Backend, intent_id: str, request: RunRequest) -> RunStart
     run (runId = workflowId = intentId): a second trigger, even a concurrent one, gets the
     existing run back, because both serialise on the intent's row lock. Policy is checked
     first, so a rejected trigger writes nothing."""
-    from dbos._error import DBOSQueueDeduplicatedError
+    from sisu.compat import DBOSQueueDeduplicatedError
 
     placement = policy.check(request, backend.queue_policy)
     try:

@@ -7,12 +7,13 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from sisu import names
 from sisu.contracts.runs import RUN_STATUSES, TERMINAL_STATUSES, CancelAccepted, RetryAccepted
 from sisu.db.queries import q
 from sisu.errors import InvalidState, NotFound, ValidationFailed
 from sisu.service.backend import Backend, Cursor
 
-RETRYABLE = ("retries_exceeded", "failed")
+RETRYABLE = names.RETRYABLE_STATUSES
 
 
 def _locked_run(cur: Cursor, run_id: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sisu import compat, engine, logs
+from sisu import compat, engine, logs, metrics, names
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
@@ -41,6 +41,7 @@ class WorkerOptions:
     heartbeat_seconds: float
     dead_after_seconds: float
     grace_seconds: float = 10.0
+    metrics_cache_seconds: float = 5.0
     failover_timeout: float = 10.0
     global_concurrency: int | None = None
     partition_concurrency: int = 4
@@ -53,8 +54,8 @@ class WorkerOptions:
     replay_responses: list[Any] | None = None
     cap_model_requests: int = 50
     cap_tokens: int = 500_000
-    step_max_attempts: int = 3
-    step_backoff_seconds: float = 1.0
+    step_max_attempts: int = names.DEFAULT_STEP_MAX_ATTEMPTS
+    step_backoff_seconds: float = names.DEFAULT_STEP_BACKOFF_SECONDS
     # What ExecuteST does: mock, sandbox or http (validated by the CLI), and their settings.
     executor: str = "mock"
     sandbox_isolation: str = "bwrap"
@@ -151,7 +152,17 @@ def run(opts: WorkerOptions) -> int:
             "pid": me.pid,
         }
 
-    admin_server = admin.serve(opts.admin_host, opts.admin_port, health)
+    # The page is built before DBOS starts: a scrape answers from the first moment, and never
+    # waits on DBOS (its database gauges are read on a short connection of their own).
+    gauges = metrics.DatabaseGauges(
+        opts.url,
+        cache_seconds=opts.metrics_cache_seconds,
+        dead_after_seconds=opts.dead_after_seconds,
+    )
+    page = metrics.worker_page(gauges, app_version=opts.app_version)
+    admin_server = admin.serve(
+        opts.admin_host, opts.admin_port, health, lambda: metrics.render(page)
+    )
     me.admin_port = admin_server.server_port
     heartbeat.claim(opts.url, me, opts.dead_after_seconds)
 
@@ -217,7 +228,7 @@ def run(opts: WorkerOptions) -> int:
     launched.set()
     log.info(
         "worker %s ready: pid %d, app version %s, queues %s, compiler %s, executor %s, "
-        "admin http://%s:%d/healthz",
+        "admin http://%s:%d/healthz and /metrics",
         opts.executor_id,
         me.pid,
         opts.app_version,

@@ -40,7 +40,7 @@ def test_other_errors_keep_their_level_and_traceback(keep: engine._CancellationL
 def test_a_cancellation_is_one_warning_line_without_traceback(
     keep: engine._CancellationLogFilter,
 ) -> None:
-    from dbos._error import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
+    from sisu.compat import DBOSAwaitedWorkflowCancelledError, DBOSWorkflowCancelledError
 
     # Outside any workflow (so not this workflow's own id): kept, as one warning line.
     for exc in (DBOSAwaitedWorkflowCancelledError("wf-1"), DBOSWorkflowCancelledError("gone")):

@@ -12,6 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from sisu import metrics
 from sisu.db.queries import q
 from sisu.db.url import sqlalchemy_url
 from sisu.workflow.steps.ports import Delivery, Receipt
@@ -58,4 +59,5 @@ class MockOutsideSystem:
                 },
             ).fetchone()
         assert row is not None
+        metrics.delivery("mock", "delivered")
         return Receipt(row["receipt_key"], row["seen_count"])

@@ -14,6 +14,7 @@ from typing import Any
 from dbos import DBOS
 from psycopg.types.json import Jsonb
 
+from sisu import metrics
 from sisu.db import faults
 from sisu.db.queries import q
 from sisu.workflow.steps import datasource, drill_hooks, runtime
@@ -70,8 +71,14 @@ def _run_step(
     move the run, all in one transaction. A crash before the commit leaves no attempt row, so
     the re-execution gets the same attempt number."""
     started_at = datetime.now(UTC)
+    clock = time.monotonic()
+    # Whether the transaction ran in this call (a replay returns the recorded outcome instead,
+    # and counts nothing), and whether it moved the run (a canceled run stays canceled).
+    ran = moved = False
 
     def transaction() -> Any:
+        nonlocal ran, moved
+        ran = True
         conn = datasource.connection()
         # Pipeline mode: writes nobody reads back (the step's inserts, then its attempt row)
         # travel together with the next read or with the end of the block.
@@ -87,16 +94,25 @@ def _run_step(
                     "status": status_after,
                 },
             )
+        moved = conn.rowcount == 1
         return output
 
     try:
-        return datasource.run(step_id, transaction)
+        output = datasource.run(step_id, transaction)
     except Exception as exc:
         error = _step_error(exc)
         _record_failed_attempt(run_id, step_id, started_at, error.as_error(step_id))
+        if ran:
+            metrics.step_attempt(step_id, metrics.outcome_of(error.code), time.monotonic() - clock)
         if error is exc:
             raise
         raise error from exc
+    # Counted after the commit: a run is ended once its transaction is.
+    if ran:
+        metrics.step_attempt(step_id, "succeeded", time.monotonic() - clock)
+        if moved and status_after in metrics.ENDED_STATUSES:
+            metrics.run_ended(status_after)
+    return output
 
 
 def _step_error(exc: Exception) -> StepError:
@@ -244,11 +260,14 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
     command, and no connection waits on it) and from scratch, so a re-execution after a crash
     builds the same tree."""
     started_at = datetime.now(UTC)
+    clock = time.monotonic()
     try:
         built = _rebuild(run_id, plan)
     except Exception as exc:
         error = _step_error(exc)
         _record_failed_attempt(run_id, "ApplyPatchST", started_at, error.as_error("ApplyPatchST"))
+        seconds = time.monotonic() - clock
+        metrics.step_attempt("ApplyPatchST", metrics.outcome_of(error.code), seconds)
         if error is exc:
             raise
         raise error from exc
@@ -424,26 +443,38 @@ def _perform(
             constraints = _intent(conn, run_id)["constraints"]
     constraints = constraints or {}
     drill_hooks.entered_execute(run_id)
+    clock = time.monotonic()
     workspace = rt.workspaces / run_id
-    if executor.uses_workspace:
-        _rebuild(run_id, plan)  # whatever an earlier, killed attempt left is gone
-    work = Work(
-        run_id=run_id,
-        workspace=workspace,
-        tasks=tuple(decision["tasks"]),
-        test_command=plan.get("testCommand"),
-        constraints=constraints,
-        logs=rt.logs / run_id,
-    )
-    outcome = dict(executor.perform(work))
+    try:
+        if executor.uses_workspace:
+            _rebuild(run_id, plan)  # whatever an earlier, killed attempt left is gone
+        work = Work(
+            run_id=run_id,
+            workspace=workspace,
+            tasks=tuple(decision["tasks"]),
+            test_command=plan.get("testCommand"),
+            constraints=constraints,
+            logs=rt.logs / run_id,
+        )
+        outcome = dict(executor.perform(work))
+    except Exception as exc:
+        seconds = time.monotonic() - clock
+        metrics.step_attempt(
+            metrics.PERFORM_STEP, metrics.outcome_of(_step_error(exc).code), seconds
+        )
+        raise
+    metrics.step_attempt(metrics.PERFORM_STEP, "succeeded", time.monotonic() - clock)
     drill_hooks.after_effect(run_id)
     return outcome
 
 
-# A step, so that a replay of the workflow does not record the failure again.
+# A step, so that a replay of the workflow does not record (nor count) the failure again.
 @DBOS.step(name="RecordFailureST")
 def _record_outside_failure(run_id: str, step_id: str, error: dict[str, Any]) -> None:
+    clock = time.monotonic()
     _record_failed_attempt(run_id, step_id, datetime.now(UTC), error)
+    # Its duration is the row's: the outside work's own is PerformST's (or the model's calls).
+    metrics.step_attempt(step_id, metrics.outcome_of(error.get("code")), time.monotonic() - clock)
 
 
 @DBOS.step(name="RecordFailedOutputST")
@@ -541,19 +572,21 @@ def rejection(reason: str) -> dict[str, Any]:
 def finish_run(run_id: str, status: str, next_action: str | None, error: dict[str, Any]) -> None:
     """Record a run that ended badly (in the same transaction as this bookkeeping step)."""
 
-    recorded: list[bool] = []
+    ended = False  # in this call, not a replay; and the run was not canceled meanwhile
 
     def transaction() -> None:
-        datasource.connection().execute(
+        nonlocal ended
+        cur = datasource.connection().execute(
             q("run_finished_badly"),
             {"run_id": run_id, "status": status, "next_action": next_action, "error": Jsonb(error)},
         )
-        recorded.append(True)
+        ended = cur.rowcount == 1
 
     datasource.run("FinishRun", transaction)
-    # Said once, when this process committed it: a replayed FinishRun (recovery) returns its
+    # Said once, by the process that committed it: a replayed FinishRun (recovery) returns its
     # checkpoint without running the transaction.
-    if recorded:
+    if ended:
+        metrics.run_ended(status)
         _log_outcome(run_id, status, next_action, error)
 
 

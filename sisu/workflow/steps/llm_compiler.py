@@ -22,6 +22,7 @@ from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, Field
 
+from sisu import metrics
 from sisu.errors import ValidationFailed
 from sisu.workflow.steps.compiler import MAX_TASKS, approval_node
 from sisu.workflow.steps.errors import (
@@ -284,6 +285,9 @@ def _recording(inner: Model, url: str, *, compiler: str, label: str) -> Model:
             response, error = None, None
             try:
                 response = await super().request(messages, model_settings, params)
+                if compiler != "replay":  # a replayed response spent no tokens
+                    usage = response.usage
+                    metrics.model_tokens(label, usage.input_tokens, usage.output_tokens)
                 return response
             except Exception as exc:
                 error = {"code": type(exc).__name__, "message": str(exc)[:500]}
@@ -393,8 +397,9 @@ class LlmCompiler:
         raise StepError("the llm compiler plans in the workflow (draft), not in a transaction")
 
     def draft(self, request: dict[str, Any], budget: Callable[[], Any]) -> dict[str, Any]:
-        from dbos._error import DBOSMaxStepRetriesExceeded
         from pydantic_ai.exceptions import UnexpectedModelBehavior, UsageLimitExceeded
+
+        from sisu.compat import DBOSMaxStepRetriesExceeded
 
         reader = self.reader_for(request)
         asked: dict[str, Any] = {

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 from psycopg.rows import dict_row
 
-from sisu import __version__
+from sisu import __version__, metrics
 from sisu.db.queries import q
 from sisu.db.url import sqlalchemy_url
 from sisu.errors import ValidationFailed
@@ -66,6 +66,13 @@ def _checked_token(token: str | None) -> str | None:
             details=[{"field": "SISU_WEBHOOK_TOKEN"}],
         )
     return token
+
+
+def _outcome(status: int) -> str:
+    """A delivery's outcome label: delivered (2xx), transient (retried), rejected (for good)."""
+    if 200 <= status < 300:
+        return "delivered"
+    return "transient" if status in TRANSIENT_STATUSES or status >= 500 else "rejected"
 
 
 class HttpExecutor:
@@ -183,15 +190,18 @@ class HttpExecutor:
         try:
             status, answer = self._post(client, key, body.encode())
         except httpx.TimeoutException as exc:
+            metrics.delivery(self.name, "timeout")
             raise TransientStepError(
                 f"webhook timed out after {self._timeout:g}s delivering task {task_key} "
                 f"({type(exc).__name__})"
             ) from None
         except httpx.TransportError as exc:
+            metrics.delivery(self.name, "unreachable")
             raise TransientStepError(
                 f"webhook unreachable delivering task {task_key}: {self._one_line(exc)}"
             ) from None
         delivered = 200 <= status < 300
+        metrics.delivery(self.name, _outcome(status))
         with self._cursor() as cur:
             cur.execute(
                 q("delivery_answered"),

@@ -8,16 +8,17 @@ from typing import Any
 
 from dbos import DBOS
 
+from sisu import names
 from sisu.workflow.steps import bench as tx
 from sisu.workflow.steps.noop import noop_step
 
-NAME = "BenchBaselineWF"
-TX_NAME = "BenchTxBaselineWF"
+NAME = names.BENCH_BASELINE_WF
+TX_NAME = names.BENCH_TX_BASELINE_WF
 
 
 @DBOS.workflow(name=NAME)
 def bench_baseline_wf(run_id: str) -> str:
-    for step in ("CompileST", "ApplyPatchST", "DecideST", "ExecuteST"):
+    for step in names.STEP_IDS:
         noop_step(step)
     return run_id
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dbos import DBOS
 
+from sisu import names
 from sisu.workflow.steps.marks import mark
 
-NAME = "CrashDemoWF"
+NAME = names.CRASH_DEMO_WF
 
 
 @DBOS.workflow(name=NAME)

@@ -9,6 +9,7 @@ from typing import Any
 
 from dbos import DBOS
 
+from sisu import names
 from sisu.workflow.steps import intent as steps
 from sisu.workflow.steps.errors import (
     InputTimeout,
@@ -17,15 +18,15 @@ from sisu.workflow.steps.errors import (
     TransientStepError,
 )
 
-NAME = "RunIntentWF"
-INPUT_TOPIC = "human_input"  # sisu.service.events sends answers on this topic
+NAME = names.RUN_INTENT_WF
+INPUT_TOPIC = names.INPUT_TOPIC  # sisu.service.human sends answers on this topic
 
 
 def _with_retries(
     step_id: str, policy: dict[str, Any], call: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    max_attempts = int(policy.get("maxAttempts", 3))
-    delay = float(policy.get("backoffSeconds", 1.0))
+    max_attempts = int(policy.get("maxAttempts", names.DEFAULT_STEP_MAX_ATTEMPTS))
+    delay = float(policy.get("backoffSeconds", names.DEFAULT_STEP_BACKOFF_SECONDS))
     attempt = 1
     while True:
         try:
@@ -55,15 +56,15 @@ def run_intent_wf(
     # for a run enqueued before it travelled with the workflow, whose steps then read it.
     inputs = intent["inputs"] if intent is not None else None
     constraints = intent["constraints"] if intent is not None else None
-    step_id = "CompileST"
+    step_id = names.COMPILE_ST
     try:
         # A model compiler plans before CompileST, outside any transaction; its requests are
         # steps with their own retries.
         draft = steps.draft_plan(run_id, intent) if steps.plans_outside() else None
         plan = _with_retries(step_id, policy, lambda: steps.compile_st(run_id, draft, intent))
-        step_id = "ApplyPatchST"
+        step_id = names.APPLY_PATCH_ST
         applied = _with_retries(step_id, policy, lambda: steps.apply_patch_st(run_id, plan))
-        step_id = "DecideST"
+        step_id = names.DECIDE_ST
         node = steps.approval_node(plan)
         answer = _await_answer(run_id, node, plan, applied) if node is not None else None
         if node is not None and node.get("eventType") == "approval":
@@ -73,7 +74,7 @@ def run_intent_wf(
                 steps.finish_run(run_id, "canceled", None, steps.rejection(reason))
                 return {"rejected": True, "reason": reason}
         decision = _with_retries(step_id, policy, lambda: steps.decide_st(run_id, plan, answer))
-        step_id = "ExecuteST"
+        step_id = names.EXECUTE_ST
         # An outside executor (a sandboxed command, a webhook) works before ExecuteST's
         # transaction, in a step of its own; ExecuteST then records what it did.
         outside = steps.executes_outside()
