@@ -244,16 +244,15 @@ class ContextFilter(logging.Filter):
 
 def _current_workflow_id() -> str | None:
     # Only where DBOS is loaded already (the worker): a log line never imports the engine.
-    context = sys.modules.get("dbos._context")
-    if context is None:
+    dbos = sys.modules.get("dbos")
+    engine = getattr(dbos, "DBOS", None)  # None while dbos itself is being imported
+    if engine is None:
         return None
     try:
-        ctx = context.get_local_dbos_context()
-        if ctx is not None and ctx.is_within_workflow():
-            return str(ctx.workflow_id) or None
+        workflow_id = engine.workflow_id  # public: None outside a workflow or step
     except Exception:
         return None
-    return None
+    return str(workflow_id) if workflow_id else None
 
 
 class _Setup:

@@ -96,6 +96,23 @@ def test_a_workflow_id_that_is_the_run_id_is_said_once() -> None:
     assert as_json(record(workflow_id="w-2"))["workflow_id"] == "w-2"
 
 
+def test_inside_a_workflow_a_record_carries_its_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakeDBOS:
+        workflow_id: str | None = "wf-9"
+
+    monkeypatch.setitem(sys.modules, "dbos", type("fake_dbos", (), {"DBOS": FakeDBOS}))
+    context = logs.ContextFilter()
+    context.static["executor_id"] = "w-1"
+    inside = record()
+    assert context.filter(inside) is True
+    assert (inside.workflow_id, inside.executor_id) == ("wf-9", "w-1")
+    FakeDBOS.workflow_id = None
+    outside = record()
+    context.filter(outside)
+    assert not hasattr(outside, "workflow_id")
+    assert as_json(inside)["workflow_id"] == "wf-9"
+
+
 def test_uvicorn_access_records_become_fields() -> None:
     r = record(
         '%s - "%s %s HTTP/%s" %d',
