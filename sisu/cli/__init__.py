@@ -29,6 +29,7 @@ from sisu.cli import (
     queue,
     run,
     serve,
+    top,
     worker,
     workers,
 )
@@ -77,6 +78,7 @@ app.command(name="audit")(audit.audit)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="bench")(bench.bench)
 app.command(name="gc")(gc.gc)
+app.command(name="top")(top.top)
 app.add_typer(policy.app, name="policy")
 
 
