@@ -703,7 +703,10 @@ GROUP BY ROLLUP (s.step_id);
 -- name: top_inbox
 -- How many runs wait for a human, and how long the longest has waited (index only).
 SELECT count(*)::int AS n,
-       greatest(extract(epoch FROM now() - min(updated_at)), 0)::float8 AS oldest_age_seconds
+       -- (greatest() skips a NULL: with nobody waiting there is no oldest, not an age of 0)
+       CASE WHEN count(*) > 0
+            THEN greatest(extract(epoch FROM now() - min(updated_at)), 0)::float8
+       END AS oldest_age_seconds
 FROM app.runs
 WHERE status = 'waiting_input';
 

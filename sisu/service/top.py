@@ -144,7 +144,8 @@ def _throughput(cur: Cursor) -> TopThroughput:
 
 
 def _latency(row: dict[str, Any] | None, step_id: str | None) -> TopLatency:
-    if row is None:
+    if row is None or not row["attempts"]:
+        # ROLLUP's grand total comes even over no attempt at all: a count of 0, no percentiles.
         return TopLatency(step_id=step_id, attempts=0, p50_ms=None, p95_ms=None)
     return TopLatency(
         step_id=step_id,
