@@ -797,6 +797,138 @@ WITH steps AS (DELETE FROM app.run_steps WHERE run_id = ANY (%(ids)s)),
 DELETE FROM app.intents WHERE id = ANY (%(ids)s);
 
 -- ================================================================================================
+-- sisu top: the live dashboard's frame (sisu/service/top.py).
+-- ================================================================================================
+
+-- name: top_snapshot
+-- Makes the rest of this transaction read one snapshot: the numbers of a `sisu top` frame agree.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
+-- name: top_clock
+-- The database's clock when the frame's transaction began (every age in the frame is from it).
+SELECT now() AS at;
+
+-- name: top_status_counts
+-- How many runs are in each status, every run counted (`sisu top` on a small history, --exact).
+SELECT status, count(*)::bigint AS n
+FROM app.runs
+GROUP BY status;
+
+-- name: top_in_flight_counts
+-- How many runs are queued, running or waiting for a human, counted exactly.
+-- Three short ranges of a status-leading index (runs_status_updated_idx), index only: the runs
+-- in flight, a small part of the table however long the history.
+SELECT status, count(*)::bigint AS n
+FROM app.runs
+WHERE status IN ('queued', 'running', 'waiting_input')
+GROUP BY status;
+
+-- name: top_status_statistics
+-- What the planner knows about app.runs: rows, pages, each status's share, and when it learned.
+-- reltuples and the shares are from the last ANALYZE; the rows now are reltuples scaled by the
+-- table's pages now, as the planner scales them. A few catalog rows: no scan of app.runs.
+SELECT c.reltuples::float8 AS reltuples, c.relpages::bigint AS relpages,
+       (pg_relation_size(c.oid) / current_setting('block_size')::int)::bigint AS pages_now,
+       s.most_common_vals::text::text[] AS statuses, s.most_common_freqs::float8[] AS shares,
+       greatest(pg_stat_get_last_analyze_time(c.oid),
+                pg_stat_get_last_autoanalyze_time(c.oid)) AS analyzed_at
+FROM pg_class c
+LEFT JOIN pg_stats s ON s.schemaname = 'app' AND s.tablename = 'runs' AND s.attname = 'status'
+WHERE c.oid = 'app.runs'::regclass;
+
+-- name: top_throughput
+-- How many runs reached a terminal status in each of the last `minutes` minutes (0: the last).
+-- One range of runs_status_updated_idx per terminal status, index only: as many entries as runs
+-- finished in the window, whatever the history. A finished run's updated_at is when it finished.
+SELECT greatest(floor(extract(epoch FROM now() - updated_at) / 60), 0)::int AS minutes_ago,
+       count(*)::int AS finished,
+       count(*) FILTER (WHERE status = 'succeeded')::int AS succeeded
+FROM app.runs
+WHERE status IN ('succeeded', 'failed', 'canceled', 'retries_exceeded')
+  AND updated_at > now() - make_interval(mins => %(minutes)s)
+GROUP BY 1;
+
+-- name: top_step_latency
+-- Step attempt latency (p50, p95) per step and over all steps, in recently finished runs.
+-- The attempts that finished in the last `minutes` minutes, of the (at most `runs`) runs that
+-- finished last in that window: each terminal status's newest, read backwards along
+-- runs_status_updated_idx and merged, then their attempts by app.run_steps' primary key. No
+-- index on the attempts' times: the hottest table gets no extra index to maintain.
+WITH recent AS (
+    SELECT id FROM (
+        (SELECT id, updated_at FROM app.runs WHERE status = 'succeeded'
+           AND updated_at > now() - make_interval(mins => %(minutes)s)
+         ORDER BY updated_at DESC LIMIT %(runs)s)
+        UNION ALL
+        (SELECT id, updated_at FROM app.runs WHERE status = 'failed'
+           AND updated_at > now() - make_interval(mins => %(minutes)s)
+         ORDER BY updated_at DESC LIMIT %(runs)s)
+        UNION ALL
+        (SELECT id, updated_at FROM app.runs WHERE status = 'canceled'
+           AND updated_at > now() - make_interval(mins => %(minutes)s)
+         ORDER BY updated_at DESC LIMIT %(runs)s)
+        UNION ALL
+        (SELECT id, updated_at FROM app.runs WHERE status = 'retries_exceeded'
+           AND updated_at > now() - make_interval(mins => %(minutes)s)
+         ORDER BY updated_at DESC LIMIT %(runs)s)
+    ) finished
+    ORDER BY updated_at DESC
+    LIMIT %(runs)s
+)
+SELECT s.step_id, count(*)::int AS attempts, count(DISTINCT s.run_id)::int AS runs,
+       1000 * percentile_cont(0.5) WITHIN GROUP (
+           ORDER BY extract(epoch FROM s.finished_at - s.started_at))::float8 AS p50_ms,
+       1000 * percentile_cont(0.95) WITHIN GROUP (
+           ORDER BY extract(epoch FROM s.finished_at - s.started_at))::float8 AS p95_ms
+FROM recent r
+JOIN app.run_steps s ON s.run_id = r.id
+WHERE s.finished_at > now() - make_interval(mins => %(minutes)s)
+GROUP BY ROLLUP (s.step_id);
+
+-- name: top_inbox
+-- How many runs wait for a human, and how long the longest has waited (index only).
+SELECT count(*)::int AS n,
+       -- (greatest() skips a NULL: with nobody waiting there is no oldest, not an age of 0)
+       CASE WHEN count(*) > 0
+            THEN greatest(extract(epoch FROM now() - min(updated_at)), 0)::float8
+       END AS oldest_age_seconds
+FROM app.runs
+WHERE status = 'waiting_input';
+
+-- name: top_failures
+-- The last `limit` runs that failed or ran out of attempts, newest first, with their error code.
+-- The newest of each of the two statuses, read backwards along runs_status_updated_idx, merged.
+SELECT id, status, error ->> 'code' AS code, coalesce(error ->> 'step', last_step) AS step,
+       error ->> 'message' AS message, updated_at,
+       greatest(extract(epoch FROM now() - updated_at), 0)::float8 AS age_seconds
+FROM (
+    (SELECT id, status, error, last_step, updated_at FROM app.runs WHERE status = 'failed'
+     ORDER BY updated_at DESC LIMIT %(limit)s)
+    UNION ALL
+    (SELECT id, status, error, last_step, updated_at FROM app.runs
+     WHERE status = 'retries_exceeded' ORDER BY updated_at DESC LIMIT %(limit)s)
+) failed
+ORDER BY updated_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: top_workers
+-- The workers that have not stopped, alive first, with heartbeat age and runs in flight on each.
+-- In flight: the worker's PENDING workflows, from DBOS's partial index of PENDING workflows
+-- (idx_workflow_status_pending), never from every workflow an executor has ever run.
+SELECT k.executor_id, k.host, k.pid, k.app_version,
+       greatest(extract(epoch FROM now() - k.heartbeat_at), 0)::float8 AS heartbeat_age_seconds,
+       (k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s)) AS alive,
+       coalesce(f.n, 0)::int AS in_flight
+FROM app.workers k
+LEFT JOIN (
+    SELECT executor_id, count(*) AS n FROM dbos.workflow_status
+    WHERE status = 'PENDING' GROUP BY executor_id
+) f ON f.executor_id = k.executor_id
+WHERE k.stopped_at IS NULL
+ORDER BY alive DESC, k.heartbeat_at DESC, k.executor_id
+LIMIT %(limit)s;
+
+-- ================================================================================================
 -- Metrics: the database gauges of GET /metrics (sisu/metrics.py).
 -- ================================================================================================
 

@@ -26,6 +26,7 @@ from sisu.cli import (
     queue,
     run,
     serve,
+    top,
     worker,
     workers,
 )
@@ -75,6 +76,7 @@ app.command(name="audit")(audit.audit)
 app.command(name="doctor")(doctor.doctor)
 app.command(name="bench")(bench.bench)
 app.command(name="gc")(gc.gc)
+app.command(name="top")(top.top)
 app.add_typer(policy.app, name="policy")
 
 

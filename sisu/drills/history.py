@@ -406,6 +406,7 @@ READS = (
     "run inbox",
     "queue list",
     "workers list",
+    "top",
     "audit --run",
     "audit",
     "doctor",
@@ -441,7 +442,7 @@ class Read(NamedTuple):
 
 def _reads(backend: Backend, url: str, settings: Settings, run_ids: list[str]) -> dict[str, Read]:
     from sisu.audit import doctor, oracles
-    from sisu.service import queues, workers
+    from sisu.service import queues, top, workers
 
     dead_after = settings.worker_dead_after_seconds
     # doctor's own checks only: not a model server the operator's environment may name.
@@ -471,6 +472,7 @@ def _reads(backend: Backend, url: str, settings: Settings, run_ids: list[str]) -
         "run inbox": Read(lambda _: inbox(backend), "/inbox", lambda _: f"/inbox?limit={PAGE}"),
         "queue list": Read(lambda _: queues.depth(backend)),
         "workers list": Read(lambda _: workers.list_workers(backend, dead_after)),
+        "top": Read(lambda _: top.frame(backend, dead_after_seconds=dead_after)),
         "audit --run": Read(
             lambda i: oracles.run(url, run_id=run_id(i), dead_after_seconds=dead_after)
         ),

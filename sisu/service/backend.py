@@ -116,8 +116,15 @@ class Backend:
                 raise DatabaseUnavailable(
                     f"database {redact(self.url)} unavailable: {' '.join(str(exc).split())}"
                 ) from exc
-            with direct, direct.cursor(row_factory=dict_row) as cur:
-                yield cur
+            try:
+                with direct, direct.cursor(row_factory=dict_row) as cur:
+                    yield cur
+            except psycopg.OperationalError as exc:
+                # The server went away mid-read (a restart): the same error as failing to
+                # connect, so a command that keeps reading (`sisu top`) can wait it out.
+                raise DatabaseUnavailable(
+                    f"database {redact(self.url)} unavailable: {' '.join(str(exc).split())}"
+                ) from exc
             return
         with self._translated(), self.engine.connect() as conn:
             driver = conn.connection.driver_connection

@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from sisu.db.queries import q
-from sisu.service.backend import Backend
+from sisu.service.backend import Backend, Cursor
 
 
 def depth(backend: Backend) -> list[dict[str, Any]]:
     with backend.read() as cur:
-        rows = cur.execute(q("queue_depth")).fetchall()
+        return depth_rows(cur)
+
+
+def depth_rows(cur: Cursor) -> list[dict[str, Any]]:
+    """Queue depth on a cursor the caller holds (`sisu top` reads it inside its snapshot)."""
+    rows = cur.execute(q("queue_depth")).fetchall()
     return [
         {
             "queue": r["queue_name"],

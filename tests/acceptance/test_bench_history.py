@@ -21,6 +21,7 @@ READS = [
     "run inbox",
     "queue list",
     "workers list",
+    "top",
     "audit --run",
     "audit",
     "doctor",

@@ -146,7 +146,12 @@ READ_HEAVY = ("sqlalchemy", "dbos", "fastapi", "uvicorn", "prometheus_client")
 
 @pytest.mark.parametrize(
     "args",
-    [["run", "show", "no-such-run", "--json"], ["run", "list", "--json"], ["run", "inbox"]],
+    [
+        ["run", "show", "no-such-run", "--json"],
+        ["run", "list", "--json"],
+        ["run", "inbox"],
+        ["top", "--once", "--json"],
+    ],
     ids=lambda a: " ".join(a),
 )
 def test_read_commands_import_no_engine(args: list[str], sisu_env: dict[str, str]) -> None:
