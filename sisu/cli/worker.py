@@ -92,9 +92,6 @@ def worker(
 
     Stops cleanly on SIGTERM or Ctrl-C; anything in flight resumes from its last checkpoint when
     a worker with the same executor id starts again."""
-    import logging
-    import uuid
-
     from sisu import engine
     from sisu.cli._settings import database_url, settings
     from sisu.worker import process
@@ -103,16 +100,7 @@ def worker(
     # First: whatever happens next (the embedded server starting, a refusal) is a log line in
     # the chosen format.
     _logs.setup_logs(s, log_format)
-    log = logging.getLogger("sisu.worker")
-    if failover_timeout < 1.5 * s.heartbeat_seconds:
-        from sisu.errors import ValidationFailed
-
-        raise ValidationFailed(
-            f"--failover-timeout {failover_timeout:g} is shorter than 1.5 heartbeats "
-            f"({1.5 * s.heartbeat_seconds:g}s; SISU_HEARTBEAT_SECONDS): live workers would be "
-            "taken for dead",
-            details=[{"field": "failover_timeout", "min": 1.5 * s.heartbeat_seconds}],
-        )
+    process.check_failover_timeout(failover_timeout, s.heartbeat_seconds)
     chosen = compiler or s.compiler
     llm, replay = None, None
     if chosen == "llm":
@@ -139,7 +127,7 @@ def worker(
             "(or SISU_COMPILER)",
             details=[{"field": "compiler", "allowed": ["builtin", "llm", "replay"]}],
         )
-    executor = _checked_executor(
+    executor = process.checked_executor(
         executor or s.executor,
         sandbox_isolation or s.sandbox_isolation,
         s.webhook_url,
@@ -147,20 +135,10 @@ def worker(
     )
     url = database_url(s)
     port = s.admin_port if admin_port is None else admin_port
-    if executor_id is None:
-        if port == 0:
-            executor_id = f"{process.socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-            log.warning(
-                "--admin-port 0 without --executor-id: using %s, which will not be the same "
-                "after a restart",
-                executor_id,
-            )
-        else:
-            executor_id = process.default_executor_id(port)
     opts = process.WorkerOptions(
         url=url,
         app_version=app_version or s.app_version,
-        executor_id=executor_id,
+        executor_id=process.executor_id_for(port, executor_id),
         admin_host=admin_host,
         admin_port=port,
         concurrency=concurrency,
@@ -189,41 +167,3 @@ def worker(
         webhook_token=s.webhook_token.get_secret_value() if s.webhook_token else None,
     )
     raise typer.Exit(process.run(opts))
-
-
-def _checked_executor(
-    chosen: str, isolation: str, webhook_url: str | None, webhook_token: str | None
-) -> str:
-    """The executor, or a validation_error (exit 2) naming what to set, before anything starts."""
-    from sisu.errors import ValidationFailed
-
-    if chosen == "sandbox":
-        from sisu import sandbox
-
-        if isolation not in ("bwrap", "none"):
-            raise ValidationFailed(
-                f"unknown sandbox isolation {isolation!r}: use bwrap or none",
-                details=[{"field": "sandbox_isolation", "allowed": ["bwrap", "none"]}],
-            )
-        why = sandbox.probe("none" if isolation == "none" else "bwrap")
-        if why is not None:
-            raise ValidationFailed(
-                f"--executor sandbox cannot isolate commands here: {why}. Fix that, or pass "
-                "--sandbox-isolation none to run them unisolated",
-                details=[{"field": "executor", "reason": why}],
-            )
-    elif chosen == "http":
-        if not webhook_url:
-            raise ValidationFailed(
-                "--executor http needs SISU_WEBHOOK_URL (where each task is POSTed)",
-                details=[{"field": "SISU_WEBHOOK_URL"}],
-            )
-        from sisu.workflow.steps.webhook import HttpExecutor
-
-        HttpExecutor.check(webhook_url, webhook_token)
-    elif chosen != "mock":
-        raise ValidationFailed(
-            f"unknown executor {chosen!r}: use --executor mock, sandbox or http (or SISU_EXECUTOR)",
-            details=[{"field": "executor", "allowed": ["mock", "sandbox", "http"]}],
-        )
-    return chosen

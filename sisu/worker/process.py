@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ class WorkerOptions:
     cap_tokens: int = 500_000
     step_max_attempts: int = names.DEFAULT_STEP_MAX_ATTEMPTS
     step_backoff_seconds: float = names.DEFAULT_STEP_BACKOFF_SECONDS
-    # What ExecuteST does: mock, sandbox or http (validated by the CLI), and their settings.
+    # What ExecuteST does: mock, sandbox or http (see checked_executor), and their settings.
     executor: str = "mock"
     sandbox_isolation: str = "bwrap"
     cap_sandbox_minutes: int = 60
@@ -68,6 +69,75 @@ def default_executor_id(admin_port: int) -> str:
     """Stable across restarts (same host, same admin port) and unique per live worker (two
     workers cannot share an admin port on one host)."""
     return f"{socket.gethostname()}-{admin_port}"
+
+
+def executor_id_for(admin_port: int, chosen: str | None = None) -> str:
+    """The chosen executor id, else the default for the admin port. Port 0 (any free one) gives
+    no stable default: then a random id, with a warning that a restart will not recover it."""
+    if chosen is not None:
+        return chosen
+    if admin_port != 0:
+        return default_executor_id(admin_port)
+    random_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    log.warning(
+        "--admin-port 0 without --executor-id: using %s, which will not be the same "
+        "after a restart",
+        random_id,
+    )
+    return random_id
+
+
+# A peer that waited less than this many heartbeat intervals would take a live worker whose
+# beat is merely late for dead, and recover runs still in flight.
+MIN_FAILOVER_HEARTBEATS = 1.5
+
+
+def check_failover_timeout(failover_timeout: float, heartbeat_seconds: float) -> None:
+    """A validation_error unless the failover timeout outlasts a late heartbeat."""
+    shortest = MIN_FAILOVER_HEARTBEATS * heartbeat_seconds
+    if failover_timeout < shortest:
+        raise ValidationFailed(
+            f"--failover-timeout {failover_timeout:g} is shorter than "
+            f"{MIN_FAILOVER_HEARTBEATS:g} heartbeats ({shortest:g}s; SISU_HEARTBEAT_SECONDS): "
+            "live workers would be taken for dead",
+            details=[{"field": "failover_timeout", "min": shortest}],
+        )
+
+
+def checked_executor(
+    chosen: str, isolation: str, webhook_url: str | None, webhook_token: str | None
+) -> str:
+    """The executor, or a validation_error (exit 2) naming what to set, before anything starts."""
+    if chosen == "sandbox":
+        from sisu import sandbox
+
+        if isolation not in ("bwrap", "none"):
+            raise ValidationFailed(
+                f"unknown sandbox isolation {isolation!r}: use bwrap or none",
+                details=[{"field": "sandbox_isolation", "allowed": ["bwrap", "none"]}],
+            )
+        why = sandbox.probe("none" if isolation == "none" else "bwrap")
+        if why is not None:
+            raise ValidationFailed(
+                f"--executor sandbox cannot isolate commands here: {why}. Fix that, or pass "
+                "--sandbox-isolation none to run them unisolated",
+                details=[{"field": "executor", "reason": why}],
+            )
+    elif chosen == "http":
+        if not webhook_url:
+            raise ValidationFailed(
+                "--executor http needs SISU_WEBHOOK_URL (where each task is POSTed)",
+                details=[{"field": "SISU_WEBHOOK_URL"}],
+            )
+        from sisu.workflow.steps.webhook import HttpExecutor
+
+        HttpExecutor.check(webhook_url, webhook_token)
+    elif chosen != "mock":
+        raise ValidationFailed(
+            f"unknown executor {chosen!r}: use --executor mock, sandbox or http (or SISU_EXECUTOR)",
+            details=[{"field": "executor", "allowed": ["mock", "sandbox", "http"]}],
+        )
+    return chosen
 
 
 def _compiler(opts: WorkerOptions) -> Any:
