@@ -32,27 +32,14 @@ def chaos(
     Exit 0 only when every run succeeded and no effect was delivered twice."""
     from sisu.cli._settings import database_url, settings
     from sisu.drills import chaos as drill
-    from sisu.errors import ValidationFailed
 
     _output.use_json(json)
     # Checked before anything connects: bad flags write nothing and start nothing.
-    if kill_point not in drill.KILL_POINTS:
-        raise ValidationFailed(f"--kill-point must be one of {', '.join(drill.KILL_POINTS)}")
-    if fault not in drill.FAULTS:
-        raise ValidationFailed(f"--fault must be one of {', '.join(drill.FAULTS)}")
+    options = drill.ChaosOptions(iterations, runs, kill_point, fault, seed)
     s = settings()
     url = database_url(s)
     with _output.progress("chaos") as progress:
-        result = drill.run(
-            url,
-            s,
-            iterations=iterations,
-            runs=runs,
-            kill_point=kill_point,
-            fault=fault,
-            seed=seed,
-            progress=progress,
-        )
+        result = drill.run(url, s, options, progress=progress)
     if json:
         _output.emit(result)
     else:

@@ -43,21 +43,36 @@ AFTER_EFFECT_PAUSE_S = 0.4
 TASKS_PER_RUN = 2
 
 
-@dataclass
-class Drill:
-    url: str
-    settings: Settings
+@dataclass(frozen=True)
+class ChaosOptions:
+    """What a chaos drill is asked to do, checked when it is built: the CLI builds it before
+    anything connects, so that bad flags write nothing and start nothing."""
+
     iterations: int
     runs: int
     kill_point: str
     fault: str
-    rng: random.Random
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kill_point not in KILL_POINTS:
+            raise ValidationFailed(f"--kill-point must be one of {', '.join(KILL_POINTS)}")
+        if self.fault not in FAULTS:
+            raise ValidationFailed(f"--fault must be one of {', '.join(FAULTS)}")
+
+
+@dataclass
+class Drill:
+    url: str
+    settings: Settings
+    options: ChaosOptions
     progress: Callable[[str], None]
     work_dir: Path
     run_ids: list[str] = field(default_factory=list)
     kills: list[KillRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.rng = random.Random(self.options.seed)
         self.executor_id = f"chaos-{uuid.uuid4().hex[:8]}"
         self.markers = self.work_dir / "markers"
         self.markers.mkdir(parents=True, exist_ok=True)
@@ -69,7 +84,8 @@ class Drill:
 
     def start_worker(self) -> WorkerProcess:
         env = {"SISU_HOME": str(self.settings.home), ENV_MARKER_DIR: str(self.markers)}
-        if self.kill_point in ("after-effect", "random") and self.fault == "worker-kill":
+        wanted = self.options
+        if wanted.kill_point in ("after-effect", "random") and wanted.fault == "worker-kill":
             env[ENV_PAUSE] = str(AFTER_EFFECT_PAUSE_S)
         self.worker = WorkerProcess(
             url=self.url,
@@ -98,7 +114,7 @@ class Drill:
         """Submit another batch when every run of the drill has finished: a fault needs a
         run in flight to land in."""
         if self.unfinished() == 0:
-            self.submit(self.runs)
+            self.submit(self.options.runs)
 
     def unfinished(self) -> int:
         return verdict.unfinished(self.url, self.run_ids)
@@ -152,7 +168,7 @@ class Drill:
     # -- faults ----------------------------------------------------------------------------
 
     def kill_worker(self, iteration: int) -> None:
-        point = self.kill_point
+        point = self.options.kill_point
         if point == "random":
             point = self.rng.choice(("execute", "after-effect"))
         run_id = self.wait_in_execute() if point == "execute" else self.wait_after_effect()
@@ -240,11 +256,11 @@ class Drill:
     def run(self) -> ChaosResult:
         self.start_worker()
         try:
-            self.submit(self.runs)
-            for i in range(1, self.iterations + 1):
-                if self.fault == "postgres-restart":
+            self.submit(self.options.runs)
+            for i in range(1, self.options.iterations + 1):
+                if self.options.fault == "postgres-restart":
                     self.restart_postgres(i)
-                elif self.fault == "postgres-kill":
+                elif self.options.fault == "postgres-kill":
                     self.kill_postgres(i)
                 else:
                     self.kill_worker(i)
@@ -263,33 +279,29 @@ class Drill:
         return self.result()
 
     def result(self) -> ChaosResult:
-        return verdict.summarize(self.url, self.settings, self.run_ids, self.kills, self.iterations)
+        return verdict.summarize(
+            self.url, self.settings, self.run_ids, self.kills, self.options.iterations
+        )
 
 
 def run(
     url: str,
     settings: Settings,
-    *,
-    iterations: int,
-    runs: int,
-    kill_point: str,
-    fault: str,
-    seed: int | None,
+    options: ChaosOptions,
     progress: Callable[[str], None] = lambda _: None,
 ) -> ChaosResult:
-    if kill_point not in KILL_POINTS:
-        raise ValidationFailed(f"--kill-point must be one of {', '.join(KILL_POINTS)}")
-    if fault not in FAULTS:
-        raise ValidationFailed(f"--fault must be one of {', '.join(FAULTS)}")
+    fault = options.fault
     if fault == "shim-kill":
         from sisu.drills import shim_chaos
 
-        return shim_chaos.run(url, settings, iterations=iterations, runs=runs, progress=progress)
+        return shim_chaos.run(
+            url, settings, iterations=options.iterations, runs=options.runs, progress=progress
+        )
     if fault in EMBEDDED_ONLY and not settings.embedded:
         progress(f"SISU_DATABASE_URL points at an external server, which {fault} cannot touch")
         return ChaosResult(
             ok=True,
-            iterations=iterations,
+            iterations=options.iterations,
             kills=0,
             runs=0,
             succeeded=0,
@@ -302,15 +314,4 @@ def run(
         )
     settings.logs_dir.mkdir(parents=True, exist_ok=True)
     work_dir = Path(tempfile.mkdtemp(prefix="chaos-", dir=settings.logs_dir))
-    drill = Drill(
-        url=url,
-        settings=settings,
-        iterations=iterations,
-        runs=runs,
-        kill_point=kill_point,
-        fault=fault,
-        rng=random.Random(seed),
-        progress=progress,
-        work_dir=work_dir,
-    )
-    return drill.run()
+    return Drill(url, settings, options, progress, work_dir).run()
