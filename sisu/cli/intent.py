@@ -2,65 +2,16 @@
 
 from __future__ import annotations
 
-import json as jsonlib
-from pathlib import Path
 from typing import Any
 
 import typer
 
 from sisu.cli import _output
+from sisu.cli._input import integer_or_text, parse_json_arg, validate
 
 app = typer.Typer(help="Create intents and start their runs.", no_args_is_help=True)
 
 JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
-
-
-def parse_json_arg(value: str | None, name: str) -> dict[str, Any]:
-    """`--inputs '{"a":1}'` or `--inputs @file.json`: an object, or a validation_error."""
-    from sisu.errors import ValidationFailed
-
-    if value is None:
-        return {}
-    text = value
-    if value.startswith("@"):
-        try:
-            text = Path(value[1:]).read_text()
-        except OSError as exc:
-            raise ValidationFailed(
-                f"--{name}: cannot read {value[1:]}: {exc.strerror}", details=[{"field": name}]
-            ) from exc
-    try:
-        parsed = jsonlib.loads(text)
-    # RecursionError: nested deeper than the parser goes; still the operator's input.
-    except (ValueError, RecursionError) as exc:
-        raise ValidationFailed(
-            f"--{name} is not valid JSON: {exc}", details=[{"field": name}]
-        ) from exc
-    if not isinstance(parsed, dict):
-        raise ValidationFailed(f"--{name} must be a JSON object", details=[{"field": name}])
-    return parsed
-
-
-def validate(model: type[Any], data: dict[str, Any]) -> Any:
-    """Validate against a contract; pydantic errors become a validation_error with field details."""
-    from pydantic import ValidationError
-
-    from sisu.contracts.base import error_details
-    from sisu.errors import ValidationFailed
-
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        message, details = error_details(list(exc.errors()))
-        raise ValidationFailed(message, details=details) from exc
-
-
-def _integer(text: str, name: str) -> int | str:
-    """An integer flag kept as text when it is not one, so validation reports it like HTTP."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
 
 
 @app.command()
@@ -169,7 +120,7 @@ def run(
     if lane is not None:
         fields["lane"] = lane
     if priority is not None:
-        fields["priority"] = _integer(priority, "priority")
+        fields["priority"] = integer_or_text(priority)
     if dedupe_id is not None:
         fields["deduplication_id"] = dedupe_id
     if partition_key is not None:

@@ -148,7 +148,7 @@ def event(
     """Answer a run that waits for a human (status waiting_input): --payload for a question,
     --approve or --reject [--reason R] for an approval gate."""
     from sisu.cli._backend import backend
-    from sisu.cli.intent import parse_json_arg, validate
+    from sisu.cli._input import parse_json_arg, validate
     from sisu.contracts.runs import EventRequest
     from sisu.errors import ValidationFailed
     from sisu.service import human
