@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import typer
+
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -26,6 +28,15 @@ class _State:
 
 
 state = _State()
+
+
+def json_option(help: str = "Print the result as JSON on stdout.") -> Any:
+    """The `--json` flag of every command that prints data: the command calls `use_json` with
+    it first, then prints its model with `emit`."""
+    return typer.Option(False, "--json", help=help)
+
+
+JSON = json_option()
 
 
 @cache

@@ -9,7 +9,7 @@ from sisu.cli import _output
 
 def audit(
     run_id: str = typer.Option(None, "--run", help="Audit one run only."),
-    json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    json: bool = _output.json_option("Print the report as JSON."),
     verbose: bool = typer.Option(
         False, "--verbose", "-v", help="Also print each check's SQL, ready for psql."
     ),

@@ -19,7 +19,7 @@ def bench(
     concurrency: int = typer.Option(
         None, "--concurrency", min=1, help="Per-worker concurrency (default: unlimited)."
     ),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json: bool = _output.json_option("Print the result as JSON."),
     history: int = typer.Option(
         None,
         "--history",

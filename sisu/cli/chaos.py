@@ -25,7 +25,7 @@ def chaos(
         "while clients submit).",
     ),
     seed: int = typer.Option(None, "--seed", help="Seed for --kill-point random."),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    json: bool = _output.json_option("Print the result as JSON."),
 ) -> None:
     """Inject faults into real processes while intents run, drain, and audit.
 

@@ -11,7 +11,7 @@ def crashdemo(
     sleep: float = typer.Option(
         3.0, "--sleep", min=0.5, help="Seconds of durable sleep between the two marks."
     ),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    json: bool = _output.JSON,
 ) -> None:
     """Prove kill -9 durability with a real worker.
 

@@ -8,14 +8,13 @@ import shutil
 import typer
 
 from sisu.cli import _output
+from sisu.cli._output import JSON
 from sisu.cli._settings import database_url, settings
 
 app = typer.Typer(
     help="Manage sisu's database: the embedded PostgreSQL of SISU_HOME, or SISU_DATABASE_URL.",
     no_args_is_help=True,
 )
-
-JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
 @app.command()

@@ -9,7 +9,7 @@ from sisu.cli import _output
 
 def demo(
     goal: str = typer.Option("demo: say hello to the outside system", "--goal", help="The goal."),
-    json: bool = typer.Option(False, "--json", help="Print the final RunView as JSON."),
+    json: bool = _output.json_option("Print the final RunView as JSON."),
 ) -> None:
     """Run sisu's main job end to end.
 

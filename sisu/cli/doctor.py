@@ -14,7 +14,7 @@ def doctor(
     run_id: str = typer.Option(
         None, "--run", help="Explain one run's state (e.g. why an event got 409)."
     ),
-    json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
+    json: bool = _output.json_option("Print the findings as JSON."),
 ) -> None:
     """Triage: find what is wrong and name the fix.
 

@@ -35,7 +35,7 @@ def gc(
     batch_size: int = typer.Option(
         500, "--batch-size", help="Runs removed per transaction (1-10000)."
     ),
-    json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    json: bool = _output.JSON,
 ) -> None:
     """Remove finished runs (succeeded, failed, canceled) last updated before a cutoff.
 

@@ -8,10 +8,9 @@ import typer
 
 from sisu.cli import _output
 from sisu.cli._input import integer_or_text, parse_json_arg, validate
+from sisu.cli._output import JSON
 
 app = typer.Typer(help="Create intents and start their runs.", no_args_is_help=True)
-
-JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
 @app.command()

@@ -16,7 +16,7 @@ def check(
     path: Path = typer.Argument(
         None, help="Root of the sisu package to check (default: the installed one)."
     ),
-    json: bool = typer.Option(False, "--json", help="Print violations as JSON."),
+    json: bool = _output.json_option("Print violations as JSON."),
 ) -> None:
     """Check that workflows in workflow/wf/ are pure and that api/ never imports sisu.workflow.
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import typer
 
 from sisu.cli import _output
+from sisu.cli._output import JSON
 
 app = typer.Typer(help="Queue policy and queue depth.", no_args_is_help=True)
-
-JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
 @app.command()

@@ -8,10 +8,9 @@ from typing import Any
 import typer
 
 from sisu.cli import _output
+from sisu.cli._output import JSON
 
 app = typer.Typer(help="Show, list and watch runs.", no_args_is_help=True)
-
-JSON = typer.Option(False, "--json", help="Print the result as JSON on stdout.")
 
 
 @app.command()

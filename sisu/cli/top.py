@@ -23,8 +23,8 @@ SPARK = "▁▂▃▄▅▆▇█"
 
 def top(
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
-    json: bool = typer.Option(
-        False, "--json", help="Print one frame's numbers as JSON (the TopFrame model) and exit."
+    json: bool = _output.json_option(
+        "Print one frame's numbers as JSON (the TopFrame model) and exit."
     ),
     interval: float = typer.Option(
         1.0, "--interval", min=0.1, help="Seconds between two frames of the live dashboard."

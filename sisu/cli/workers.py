@@ -12,7 +12,7 @@ app = typer.Typer(
 
 
 @app.command(name="list")
-def list_(json: bool = typer.Option(False, "--json", help="Print the list as JSON.")) -> None:
+def list_(json: bool = _output.json_option("Print the list as JSON.")) -> None:
     """Every worker: id, host, pid, app version, heartbeat, alive or dead, runs in flight."""
     from sisu.cli._backend import backend
     from sisu.cli._settings import settings
