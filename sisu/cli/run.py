@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from sisu.cli import _output
 from sisu.cli._output import JSON
+
+if TYPE_CHECKING:
+    from sisu.contracts.base import Contract
+    from sisu.service.backend import Backend
 
 app = typer.Typer(help="Show, list and watch runs.", no_args_is_help=True)
 
@@ -279,15 +284,21 @@ def inbox(limit: int = LIMIT, after: str = AFTER, json: bool = JSON) -> None:
 
 
 def _bulk(
-    action: str, run_id: str | None, status: str | None, all_: bool, yes: bool, json: bool
+    action: str,
+    act: Callable[[Backend, str], Contract],
+    run_id: str | None,
+    status: str | None,
+    all_: bool,
+    yes: bool,
+    json: bool,
 ) -> None:
-    """One run by id, or every run with --status S --all after a confirmation."""
+    """`act` on one run by id, or on every run with --status S --all after a confirmation;
+    `action` names it in messages."""
     from sisu.cli._backend import backend
     from sisu.errors import SisuError, ValidationFailed
     from sisu.service import repair
 
     _output.use_json(json)
-    act = repair.retry_run if action == "retry" else repair.cancel_run
     if run_id is not None:
         if all_ or status:
             raise ValidationFailed(f"give either a run id or --status S --all to {action}")
@@ -336,7 +347,9 @@ def retry(
     """Repair a run that is retries_exceeded or failed:
 
     the same workflow resumes at the failed step; completed steps are not executed again."""
-    _bulk("retry", run_id, status, all_, yes, json)
+    from sisu.service import repair
+
+    _bulk("retry", repair.retry_run, run_id, status, all_, yes, json)
 
 
 @app.command()
@@ -348,7 +361,9 @@ def cancel(
     Cancel stops the run at its next step boundary; it is not a rollback. A step already
     running finishes its work, so a run canceled during ExecuteST may still deliver its effect
     to the outside system (once: its idempotency key still holds)."""
-    _bulk("cancel", run_id, status, all_, yes, json)
+    from sisu.service import repair
+
+    _bulk("cancel", repair.cancel_run, run_id, status, all_, yes, json)
 
 
 @app.command()
