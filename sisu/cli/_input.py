@@ -1,5 +1,6 @@
-"""Operator input on the command line: JSON objects given inline or as @file, integer flags, and
-their validation against the contracts, each failure a validation_error naming the flag."""
+"""Operator input on the command line: JSON objects given inline or as @file, intent files,
+integer flags, and their validation against the contracts, each failure a validation_error
+naming the flag."""
 
 from __future__ import annotations
 
@@ -31,6 +32,45 @@ def parse_json_arg(value: str | None, name: str) -> dict[str, Any]:
         ) from exc
     if not isinstance(parsed, dict):
         raise ValidationFailed(f"--{name} must be a JSON object", details=[{"field": name}])
+    if name == "inputs" and value.startswith("@") and "goal" in parsed:
+        from sisu.cli import _output
+
+        _output.info(
+            f"hint: {value[1:]} has a goal, like a whole intent; it is used as the inputs only. "
+            f"To submit it as the intent, use: sisu intent create --file {value[1:]}"
+        )
+    return parsed
+
+
+def read_intent_file(path: str) -> dict[str, Any]:
+    """`--file intent.json` or `--file -` (stdin): a JSON object in the shape of a
+    `POST /intents` body, or a validation_error naming the file."""
+    import sys
+
+    from sisu.errors import ValidationFailed
+
+    shown = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as exc:
+        raise ValidationFailed(
+            f"--file: cannot read {shown}: {exc.strerror}", details=[{"field": "file"}]
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed(
+            f"--file: {shown} is not UTF-8 text: {exc.reason}", details=[{"field": "file"}]
+        ) from exc
+    try:
+        parsed = jsonlib.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ValidationFailed(
+            f"--file: {shown} is not valid JSON: {exc}", details=[{"field": "file"}]
+        ) from exc
+    if not isinstance(parsed, dict):
+        raise ValidationFailed(
+            f"--file: {shown} must hold a JSON object (an intent: goal, inputs, constraints, ...)",
+            details=[{"field": "file"}],
+        )
     return parsed
 
 

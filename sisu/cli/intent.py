@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from sisu.cli import _output
-from sisu.cli._input import integer_or_text, parse_json_arg, validate
+from sisu.cli._input import integer_or_text, parse_json_arg, read_intent_file, validate
 from sisu.cli._output import JSON
 
 app = typer.Typer(help="Create intents and start their runs.", no_args_is_help=True)
@@ -15,10 +15,23 @@ app = typer.Typer(help="Create intents and start their runs.", no_args_is_help=T
 
 @app.command()
 def create(
-    goal: str = typer.Option(..., "--goal", help="What the intent should achieve."),
-    inputs: str = typer.Option(None, "--inputs", help="Inputs: a JSON object, or @file."),
+    file: str = typer.Option(
+        None,
+        "--file",
+        metavar="FILE",
+        help="Submit an intent file (- for stdin): one JSON object shaped like the "
+        "POST /intents body (goal, inputs, constraints, connectors, repo, ref), e.g. "
+        "examples/intents/ask.json. A flag given beside it replaces that field of the file "
+        "whole (no merging).",
+    ),
+    goal: str = typer.Option(
+        None, "--goal", help="What the intent should achieve (required without --file)."
+    ),
+    inputs: str = typer.Option(
+        None, "--inputs", help="Inputs: a JSON object, or @file holding one."
+    ),
     constraints: str = typer.Option(
-        None, "--constraints", help="Constraints: a JSON object, or @file."
+        None, "--constraints", help="Constraints: a JSON object, or @file holding one."
     ),
     repo: str = typer.Option(
         None,
@@ -41,22 +54,30 @@ def create(
     ),
     json: bool = JSON,
 ) -> None:
-    """Create an intent; prints its id (or {intentId} with --json)."""
+    """Create an intent from flags or from an intent file; prints its id (or {intentId} with
+    --json).
+
+    Nothing is written unless the whole intent is valid."""
     from sisu.cli._backend import backend
     from sisu.contracts.runs import IntentCreate
+    from sisu.errors import ValidationFailed
     from sisu.service import intents
 
     _output.use_json(json)
-    request = validate(
-        IntentCreate,
-        {
-            "goal": goal,
-            "inputs": parse_json_arg(inputs, "inputs"),
-            "constraints": parse_json_arg(constraints, "constraints"),
-            **({"repo": repo} if repo is not None else {}),
-            **({"ref": ref} if ref is not None else {}),
-        },
-    )
+    body: dict[str, Any] = read_intent_file(file) if file is not None else {}
+    if file is None and goal is None:
+        raise ValidationFailed(
+            "give --goal (with --inputs, --constraints ...) or --file with an intent file",
+            details=[{"field": "goal", "type": "missing"}],
+        )
+    # A flag replaces its field of the file, under the field's wire name.
+    flags = {"goal": goal, "repo": repo, "ref": ref}
+    body.update({key: value for key, value in flags.items() if value is not None})
+    if inputs is not None or file is None:
+        body["inputs"] = parse_json_arg(inputs, "inputs")
+    if constraints is not None or file is None:
+        body["constraints"] = parse_json_arg(constraints, "constraints")
+    request = validate(IntentCreate, body)
     with backend() as b:
         created, replayed = intents.create_intent_once(b, request, idempotency_key=idempotency_key)
     if replayed:

@@ -5,6 +5,7 @@ HTTP server — with a real `sisu worker` executing the runs."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import psycopg
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import Result, pty_run, rows, run_sisu, scalar, spawn_sisu
+from tests.helpers import SISU, Result, pty_run, rows, run_sisu, scalar, spawn_sisu
 from tests.runloop_support import (
     ERROR_KEYS,
     STEP_IDS,
@@ -140,6 +141,86 @@ def test_bad_inputs_exit_2_and_write_nothing(
 ) -> None:
     result = run_sisu(["intent", "create", "--goal", "g", "--inputs", inputs, "--json"], sisu_env)
     error_json(result, 2, "validation_error")
+    assert intent_count(db_url) == 0
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "intents"
+
+
+def intent_row(url: str, intent_id: str) -> dict[str, Any]:
+    [row] = rows(
+        url, "SELECT goal, inputs, constraints FROM app.intents WHERE id = %s", (intent_id,)
+    )
+    return row
+
+
+@pytest.mark.parametrize("name", ["ask", "hello", "flaky", "slow"])
+def test_create_from_an_example_intent_file(
+    sisu_env: dict[str, str], db_url: str, name: str
+) -> None:
+    path = EXAMPLES / f"{name}.json"
+    result = run_sisu(["intent", "create", "--file", str(path), "--json"], sisu_env)
+    created = ok_json(result)
+    assert list(created) == ["intentId"]
+    assert intent_row(db_url, created["intentId"]) == json.loads(path.read_text())
+    assert intent_count(db_url) == 1
+
+
+def test_create_from_stdin(sisu_env: dict[str, str], db_url: str) -> None:
+    body = {"goal": "from stdin", "inputs": {"tasks": 3}, "constraints": {"x": 1}}
+    proc = subprocess.run(
+        [SISU, "intent", "create", "--file", "-", "--json"],
+        input=json.dumps(body),
+        env=sisu_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    created = ok_json(Result(proc.returncode, proc.stdout, proc.stderr))
+    assert intent_row(db_url, created["intentId"]) == body
+
+
+def test_flags_beside_file_replace_its_fields(sisu_env: dict[str, str], db_url: str) -> None:
+    path = EXAMPLES / "slow.json"
+    args = ["--goal", "other goal", "--inputs", '{"tasks": 1}']
+    created = ok_json(
+        run_sisu(["intent", "create", "--file", str(path), *args, "--json"], sisu_env)
+    )
+    assert intent_row(db_url, created["intentId"]) == {
+        "goal": "other goal",
+        "inputs": {"tasks": 1},  # replaced whole, not merged with the file's sleepMs
+        "constraints": json.loads(path.read_text())["constraints"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        pytest.param(None, "file", id="missing"),
+        pytest.param("{bad", "file", id="not-json"),
+        pytest.param('["goal"]', "file", id="not-an-object"),
+        pytest.param('{"inputs": {}}', "goal", id="no-goal"),
+        pytest.param('{"goal": "g", "input": {}}', "input", id="unknown-field"),
+        pytest.param('{"goal": "g", "inputs": [1]}', "inputs", id="inputs-not-an-object"),
+        pytest.param('{"goal": "g", "ref": "main"}', None, id="ref-without-repo"),
+    ],
+)
+def test_a_bad_intent_file_exits_2_and_writes_nothing(
+    sisu_env: dict[str, str], db_url: str, tmp_path: Path, content: str | None, field: str | None
+) -> None:
+    path = tmp_path / "intent.json"
+    if content is not None:
+        path.write_text(content)
+    result = run_sisu(["intent", "create", "--file", str(path), "--json"], sisu_env)
+    body = error_json(result, 2, "validation_error")
+    assert body["details"][0]["field"] == field, body
+    assert intent_count(db_url) == 0
+
+
+def test_create_needs_a_goal_or_a_file(sisu_env: dict[str, str], db_url: str) -> None:
+    body = error_json(run_sisu(["intent", "create", "--json"], sisu_env), 2, "validation_error")
+    assert body["details"][0]["field"] == "goal"
     assert intent_count(db_url) == 0
 
 
