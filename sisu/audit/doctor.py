@@ -256,13 +256,17 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
     import psutil
 
     found = []
+    # Without ADMIN_PORT a new worker takes the next free port by itself: the way around a
+    # held default is then no flag at all.
+    admin_fix = (
+        "use another port: sisu worker --admin-port N (or ADMIN_PORT)"
+        if "admin_port" in s.model_fields_set
+        else "nothing to pass: `sisu worker` without --admin-port takes the next free port "
+        f"from {s.admin_port} up"
+    )
     for label, port, flag in (
-        ("api-shim port (PORT)", s.port, "sisu serve --port N (or PORT)"),
-        (
-            "worker admin port (ADMIN_PORT)",
-            s.admin_port,
-            "sisu worker --admin-port N (or ADMIN_PORT)",
-        ),
+        ("api-shim port (PORT)", s.port, "use another port: sisu serve --port N (or PORT)"),
+        ("worker admin port (ADMIN_PORT)", s.admin_port, admin_fix),
     ):
         for pid in _listeners(port):
             if pid is None:
@@ -272,7 +276,7 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
                         ok=True,
                         symptom=f"{label} {port} is held by a process this user cannot see",
                         check="listening sockets",
-                        fix=f"to start one here, use another port: {flag}",
+                        fix=f"to start one here, {flag}",
                         detail={"port": port, "pid": None, "sisu": None, "executorId": None},
                     )
                 )
@@ -303,7 +307,7 @@ def _ports(s: Settings, url: str | None) -> list[Finding]:
                             else "whose, doctor cannot tell without the database"
                         ),
                         check="listening sockets against app.workers (host, pid, admin port)",
-                        fix=f"to start one here, use another port: {flag}",
+                        fix=f"to start one here, {flag}",
                         detail=detail,
                     )
                 )

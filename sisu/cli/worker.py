@@ -11,8 +11,8 @@ def worker(
     admin_port: int = typer.Option(
         None,
         "--admin-port",
-        help="Port of the worker's GET /healthz and GET /metrics (env ADMIN_PORT, default 3002; "
-        "0 = any free).",
+        help="Port of the worker's GET /healthz and GET /metrics (env ADMIN_PORT; 0 = any "
+        "free). Unset, the first free port from 3002 up: a second worker needs no flag.",
         show_default=False,
     ),
     admin_host: str = typer.Option(
@@ -38,7 +38,7 @@ def worker(
         None,
         "--executor-id",
         help="DBOS executor id: keep it stable across restarts of this worker and unique per "
-        "worker (default: HOST-ADMINPORT).",
+        "worker (default: HOST-ADMINPORT, from the admin port it binds).",
     ),
     app_version: str = typer.Option(
         None,
@@ -134,7 +134,8 @@ def worker(
         s.webhook_token.get_secret_value() if s.webhook_token else None,
     )
     url = database_url(s)
-    port = s.admin_port if admin_port is None else admin_port
+    # Bound now and handed to the worker: the port chosen is the port served.
+    admin_socket, port = process.bind_admin_port(admin_host, admin_port, s)
     opts = process.WorkerOptions(
         url=url,
         app_version=app_version or s.app_version,
@@ -165,5 +166,6 @@ def worker(
         cap_sandbox_minutes=s.cap_sandbox_minutes,
         webhook_url=s.webhook_url,
         webhook_token=s.webhook_token.get_secret_value() if s.webhook_token else None,
+        admin_socket=admin_socket,
     )
     raise typer.Exit(process.run(opts))

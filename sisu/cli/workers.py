@@ -13,7 +13,8 @@ app = typer.Typer(
 
 @app.command(name="list")
 def list_(json: bool = _output.json_option("Print the list as JSON.")) -> None:
-    """Every worker: id, host, pid, app version, heartbeat, alive or dead, runs in flight."""
+    """Every worker: id, host, pid, admin port, app version, heartbeat, alive or dead, runs in
+    flight."""
     from sisu.cli._backend import backend
     from sisu.cli._settings import settings
     from sisu.service import workers
@@ -27,14 +28,24 @@ def list_(json: bool = _output.json_option("Print the list as JSON.")) -> None:
     from rich.table import Table
 
     table = Table(show_edge=False, pad_edge=False)
-    for col in ("executor", "host", "pid", "version", "state", "in flight", "last heartbeat"):
+    for col in (
+        "executor",
+        "host",
+        "pid",
+        "admin port",
+        "version",
+        "state",
+        "in flight",
+        "last heartbeat",
+    ):
         table.add_column(col)
     for w in rows:
         state = (
             "[green]alive[/]" if w["alive"] else ("stopped" if w["stoppedAt"] else "[red]dead[/]")
         )
         table.add_row(
-            w["executorId"], w["host"], str(w["pid"]), w["appVersion"], state,
+            w["executorId"], w["host"], str(w["pid"]),
+            "-" if w["adminPort"] is None else str(w["adminPort"]), w["appVersion"], state,
             str(w["inFlight"]), w["heartbeatAt"][:19],
         )  # fmt: skip
     _output.out_console().print(table if rows else "no worker has ever started on this database")

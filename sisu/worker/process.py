@@ -17,7 +17,7 @@ import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sisu import compat, engine, logs, metrics, names
 from sisu.db import migrations
@@ -25,6 +25,9 @@ from sisu.db.connection import connect
 from sisu.db.queries import q
 from sisu.errors import SisuError, ValidationFailed
 from sisu.worker import admin, failover, heartbeat, queues, resume
+
+if TYPE_CHECKING:
+    from sisu.config import Settings
 
 log = logging.getLogger("sisu.worker")
 
@@ -63,12 +66,39 @@ class WorkerOptions:
     cap_sandbox_minutes: int = 60
     webhook_url: str | None = None
     webhook_token: str | None = None
+    # The admin port's socket, already bound (`bind_admin_port`); None: bind admin_port here.
+    admin_socket: socket.socket | None = None
 
 
 def default_executor_id(admin_port: int) -> str:
     """Stable across restarts (same host, same admin port) and unique per live worker (two
     workers cannot share an admin port on one host)."""
     return f"{socket.gethostname()}-{admin_port}"
+
+
+def bind_admin_port(host: str, flag: int | None, settings: Settings) -> tuple[socket.socket, int]:
+    """The worker's admin socket, bound, and the port the worker is known by (for
+    `executor_id_for`).
+
+    `--admin-port N` or ADMIN_PORT (SISU_ADMIN_PORT) names the one port to use: busy, it is
+    port_in_use, as before. Neither given, the worker takes the first free port from the
+    default (3002) up: a second worker on the machine needs no flag, and each keeps its port,
+    so its executor id (`default_executor_id`), across restarts as long as the workers
+    started before it keep theirs. The port returned is the bound one, or 0 when 0 (any free
+    port, no stable identity) was asked for."""
+    requested = flag if flag is not None else settings.admin_port
+    if flag is None and "admin_port" not in settings.model_fields_set:
+        sock = admin.bind_first_free(host, requested)
+    else:
+        sock = admin.bind(host, requested)
+    bound = int(sock.getsockname()[1])
+    if requested not in (0, bound):
+        log.info(
+            "admin port %d is taken (another worker?): this worker uses %d, and is known by it",
+            requested,
+            bound,
+        )
+    return sock, 0 if requested == 0 else bound
 
 
 def executor_id_for(admin_port: int, chosen: str | None = None) -> str:
@@ -231,7 +261,11 @@ def run(opts: WorkerOptions) -> int:
     )
     page = metrics.worker_page(gauges, app_version=opts.app_version)
     admin_server = admin.serve(
-        opts.admin_host, opts.admin_port, health, lambda: metrics.render(page)
+        opts.admin_host,
+        opts.admin_port,
+        health,
+        lambda: metrics.render(page),
+        sock=opts.admin_socket,
     )
     me.admin_port = admin_server.server_port
     heartbeat.claim(opts.url, me, opts.dead_after_seconds)
