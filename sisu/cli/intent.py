@@ -54,10 +54,9 @@ def create(
     ),
     json: bool = JSON,
 ) -> None:
-    """Create an intent from flags or from an intent file; prints its id (or {intentId} with
-    --json).
+    """Create an intent from flags or from an intent file, and print its id.
 
-    Nothing is written unless the whole intent is valid."""
+    With --json it prints {intentId}. Nothing is written unless the whole intent is valid."""
     from sisu.cli._backend import backend
     from sisu.contracts.runs import IntentCreate
     from sisu.errors import ValidationFailed

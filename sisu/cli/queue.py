@@ -12,9 +12,11 @@ app = typer.Typer(help="Queue policy and queue depth.", no_args_is_help=True)
 
 @app.command()
 def policy(json: bool = JSON) -> None:
-    """Print the caps and lane priorities in force (from the environment), and the queue
-    settings stored in the database, which every worker dequeues with: the last worker
-    started sets them from its flags (--concurrency, SISU_GLOBAL_CONCURRENCY, ...)."""
+    """Print the caps and lane priorities in force, and the queue settings every worker uses.
+
+    The caps come from the environment. The queue settings are stored in the database, and
+    every worker dequeues with them: the last worker started sets them from its flags
+    (--concurrency, SISU_GLOBAL_CONCURRENCY, ...)."""
     from sisu.cli._backend import backend
     from sisu.cli._settings import settings
     from sisu.service import queues
@@ -53,9 +55,9 @@ def policy(json: bool = JSON) -> None:
 
 @app.command(name="list")
 def list_(json: bool = JSON) -> None:
-    """Queue depth:
+    """Queue depth: runs waiting or executing per queue, lane, partition and status.
 
-    runs waiting or executing per queue, lane, partition and status, with the age of the oldest."""
+    Each row also gives the age of its oldest run."""
     from sisu.cli._backend import backend
     from sisu.service import queues
 

@@ -15,7 +15,11 @@ if TYPE_CHECKING:
     from sisu.contracts.base import Contract
     from sisu.service.backend import Backend
 
-app = typer.Typer(help="Show, list and watch runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Show, list and watch runs; answer, retry, cancel and resume them; print their "
+    "compiler calls, patch and command output.",
+    no_args_is_help=True,
+)
 
 
 @app.command()
@@ -42,9 +46,10 @@ def calls(
     run_id: str = typer.Argument(..., help="Run id (= intent id)."),
     json: bool = JSON,
 ) -> None:
-    """List the run's compiler calls, oldest first: compiler and model, the step attempt,
-    tokens, latency and error; with --json, each call's request and response too (what
-    GET /runs/{id}/calls returns)."""
+    """List the run's compiler calls, oldest first.
+
+    Each with its compiler and model, the step attempt, tokens, latency and error; with
+    --json, each call's request and response too (what GET /runs/{id}/calls returns)."""
     from sisu.cli import _render
     from sisu.cli._backend import backend
     from sisu.service import views
@@ -149,8 +154,9 @@ def event(
     ),
     json: bool = JSON,
 ) -> None:
-    """Answer a run that waits for a human (status waiting_input): --payload for a question,
-    --approve or --reject [--reason R] for an approval gate."""
+    """Answer a run that waits for a human (status waiting_input).
+
+    --payload answers a question; --approve or --reject [--reason R] an approval gate."""
     from sisu.cli._backend import backend
     from sisu.cli._input import parse_json_arg, validate
     from sisu.contracts.runs import EventRequest
@@ -191,8 +197,9 @@ def event(
 def patch(
     run_id: str = typer.Argument(..., help="Run id (= intent id)."),
 ) -> None:
-    """Print the run's change as a unified diff against its intent's commit; it applies with
-    `git apply` on the repository at that commit (GET /runs/{id}/patch)."""
+    """Print the run's change as a unified diff against its intent's commit.
+
+    It applies with `git apply` on the repository at that commit (GET /runs/{id}/patch)."""
     from sisu.cli._backend import backend
     from sisu.service import views
 
@@ -211,9 +218,11 @@ def logs(
         False, "--follow", "-f", help="Keep printing new output until the run is settled."
     ),
 ) -> None:
-    """Print the output of the run's command (--executor sandbox): its stdout on stdout, its
-    stderr on stderr, as the worker wrote them under $SISU_HOME/logs/runs/ID (capped, with a
-    marker where they were cut). With -f, follow them while the run goes on."""
+    """Print the output of the run's command (--executor sandbox).
+
+    Its stdout on stdout, its stderr on stderr, as the worker wrote them under
+    $SISU_HOME/logs/runs/ID (capped, with a marker where they were cut). With -f, follow them
+    while the run goes on."""
     import time
 
     from sisu.cli._settings import settings
@@ -255,8 +264,10 @@ def logs(
 
 @app.command()
 def inbox(limit: int = LIMIT, after: str = AFTER, json: bool = JSON) -> None:
-    """Runs waiting for a human, longest waiting first, a page at a time: the question, how
-    long it has waited, how long is left (--json: {items, next}, as GET /inbox)."""
+    """List the runs waiting for a human, longest waiting first, a page at a time.
+
+    Each with its question, how long it has waited and how long is left (--json:
+    {items, next}, as GET /inbox)."""
     from sisu.cli._backend import backend
     from sisu.service import human
 
@@ -344,9 +355,9 @@ YES = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
 def retry(
     run_id: str = RUN_ID, status: str = STATUS, all_: bool = ALL, yes: bool = YES, json: bool = JSON
 ) -> None:
-    """Repair a run that is retries_exceeded or failed:
+    """Repair a run that is retries_exceeded or failed: resume it at its failed step.
 
-    the same workflow resumes at the failed step; completed steps are not executed again."""
+    The same workflow goes on from the failed step; completed steps are not executed again."""
     from sisu.service import repair
 
     _bulk("retry", repair.retry_run, run_id, status, all_, yes, json)

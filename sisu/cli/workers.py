@@ -13,8 +13,10 @@ app = typer.Typer(
 
 @app.command(name="list")
 def list_(json: bool = _output.json_option("Print the list as JSON.")) -> None:
-    """Every worker: id, host, pid, admin port, app version, heartbeat, alive or dead, runs in
-    flight."""
+    """List every worker that has heartbeated on this database, alive ones first.
+
+    Each with its executor id, host, pid, admin port, app version, last heartbeat, alive or
+    dead, and runs in flight."""
     from sisu.cli._backend import backend
     from sisu.cli._settings import settings
     from sisu.service import workers
