@@ -80,12 +80,29 @@ app.command(name="top")(top.top)
 app.add_typer(policy.app, name="policy")
 
 
+def _looked_up_in_the_database(exc: SisuError) -> bool:
+    """A run or intent the database does not hold (not a file that is not there)."""
+    from sisu.errors import NotFound
+
+    details = exc.details if isinstance(exc.details, dict) else {}
+    return (
+        isinstance(exc, NotFound)
+        and bool({"runId", "intentId"} & set(details))
+        and "looked" not in details
+        and not _output.logs_json()
+    )
+
+
 def main() -> None:
     """Console-script entry point: maps every failure to a clean message and an exit code."""
     try:
         code = app(standalone_mode=False)
     except SisuError as exc:
         _output.error(exc)
+        if _looked_up_in_the_database(exc):
+            from sisu.cli._backend import empty
+
+            empty()  # an id unknown here may well be known to the database meant
         if _output.state.verbose and not _output.logs_json():
             traceback.print_exc()
         sys.exit(exc.exit_code)

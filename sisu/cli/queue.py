@@ -82,3 +82,7 @@ def list_(json: bool = JSON) -> None:
             f"{row['oldestAgeSeconds']:.1f}",
         )
     _output.out_console().print(table if depth else "queues are empty")
+    if not depth:
+        from sisu.cli._backend import empty
+
+        empty()

@@ -95,6 +95,13 @@ def list_(
         _output.emit(page)
         return
     _output.out_console().print(_render.run_list(page.items))
+    if not page.items:
+        from sisu.cli._backend import empty
+
+        if after:
+            empty("no more runs")
+        else:
+            empty(f"no run is {status}" if status else "no runs yet")
     flags = [*(["--status", status] if status else []), "--limit", str(limit)]
     _more_hint("run list", page.next, *flags)
 
@@ -278,9 +285,9 @@ def inbox(limit: int = LIMIT, after: str = AFTER, json: bool = JSON) -> None:
         _output.emit(page)
         return
     if not page.items:
-        _output.info(
-            "no more runs wait for input" if after else "inbox is empty: no run waits for input"
-        )
+        from sisu.cli._backend import empty
+
+        empty("no more runs wait for input" if after else "inbox is empty: no run waits for input")
         return
     from rich.table import Table
 
@@ -305,7 +312,7 @@ def _bulk(
 ) -> None:
     """`act` on one run by id, or on every run with --status S --all after a confirmation;
     `action` names it in messages."""
-    from sisu.cli._backend import backend
+    from sisu.cli._backend import backend, empty
     from sisu.errors import SisuError, ValidationFailed
     from sisu.service import repair
 
@@ -325,7 +332,7 @@ def _bulk(
     with backend() as b:
         ids = repair.run_ids_with_status(b, status)
         if not ids:
-            _output.info(f"no run is {status}")
+            empty(f"no run is {status}")
         elif not yes and not typer.confirm(f"{action} {len(ids)} run(s) that are {status}?"):
             raise typer.Exit(1)
         outcomes: list[dict[str, Any]] = []

@@ -51,3 +51,7 @@ def list_(json: bool = _output.json_option("Print the list as JSON.")) -> None:
             str(w["inFlight"]), w["heartbeatAt"][:19],
         )  # fmt: skip
     _output.out_console().print(table if rows else "no worker has ever started on this database")
+    if not rows:
+        from sisu.cli._backend import empty
+
+        empty()

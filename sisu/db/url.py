@@ -30,6 +30,14 @@ _QUERY_PASSWORD = re.compile(r"(?i)([?&][\w%]*password=).*?(?=&[\w%]+=|$)", re.D
 _MASK = "***"
 
 
+def describe(settings: Settings) -> str:
+    """Which database the settings name, safe to print: an external URL without its password,
+    or the embedded server with the SISU_HOME it belongs to (a forgotten SISU_HOME shows)."""
+    if settings.database_url:
+        return redact(settings.database_url)
+    return f"embedded, SISU_HOME={settings.home}"
+
+
 def redact(url: str) -> str:
     """The connection string without its password (in a URL's user part, even raw and holding
     `#`, `@`, `/` or `%`; in a `password=` query parameter; in a key=value conninfo, quoted or

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy.engine import make_url
 
-from sisu.db.url import redact, sqlalchemy_url
+from sisu.config import Settings
+from sisu.db.url import describe, redact, sqlalchemy_url
 
 EMBEDDED = "postgresql://postgres@/sisu?host=/tmp/sisu-x/pg&port=5432"
 
@@ -150,3 +153,13 @@ def test_redact_never_raises(garbage: str) -> None:
     out = redact(garbage)
     assert isinstance(out, str)
     assert "password=x" not in out
+
+
+def test_describe_names_an_external_database_without_its_password(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url="postgresql://alice:s3cret@db:5433/sisu")
+    assert describe(settings) == "postgresql://alice:***@db:5433/sisu"
+
+
+def test_describe_names_the_embedded_database_by_its_home(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path / "home", database_url=None)
+    assert describe(settings) == f"embedded, SISU_HOME={tmp_path / 'home'}"
