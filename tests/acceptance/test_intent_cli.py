@@ -218,6 +218,18 @@ def test_a_bad_intent_file_exits_2_and_writes_nothing(
     assert intent_count(db_url) == 0
 
 
+def test_inputs_from_a_whole_intent_file_are_kept_with_a_hint(
+    sisu_env: dict[str, str], db_url: str
+) -> None:
+    """`--inputs @ask.json` still means what it says (the file is the inputs), but the
+    operator is pointed to --file on stderr: the file looked like a whole intent."""
+    path = EXAMPLES / "ask.json"
+    result = run_sisu(["intent", "create", "--goal", "g", "--inputs", f"@{path}"], sisu_env)
+    assert result.exit_code == 0, result.stderr
+    assert intent_row(db_url, result.stdout.strip())["inputs"] == json.loads(path.read_text())
+    assert f"sisu intent create --file {path}" in result.stderr
+
+
 def test_create_needs_a_goal_or_a_file(sisu_env: dict[str, str], db_url: str) -> None:
     body = error_json(run_sisu(["intent", "create", "--json"], sisu_env), 2, "validation_error")
     assert body["details"][0]["field"] == "goal"
