@@ -101,32 +101,7 @@ def worker(
     # the chosen format.
     _logs.setup_logs(s, log_format)
     process.check_failover_timeout(failover_timeout, s.heartbeat_seconds)
-    chosen = compiler or s.compiler
-    llm, replay = None, None
-    if chosen == "llm":
-        from sisu.workflow.steps.llm_compiler import config_from
-
-        key = s.llm_api_key.get_secret_value() if s.llm_api_key else None
-        llm = config_from(s.llm_model, s.llm_base_url, key)
-    elif chosen == "replay":
-        from sisu.errors import ValidationFailed
-        from sisu.workflow.steps.replay_compiler import load_calls
-
-        if not s.replay_from:
-            raise ValidationFailed(
-                "--compiler replay needs a source: set SISU_REPLAY_FROM to a run id, or to a "
-                "file from `sisu run calls ID --json`",
-                details=[{"field": "SISU_REPLAY_FROM"}],
-            )
-        replay = load_calls(s.replay_from, database_url(s))
-    elif chosen != "builtin":
-        from sisu.errors import ValidationFailed
-
-        raise ValidationFailed(
-            f"unknown compiler {chosen!r}: use --compiler builtin, llm or replay "
-            "(or SISU_COMPILER)",
-            details=[{"field": "compiler", "allowed": ["builtin", "llm", "replay"]}],
-        )
+    chosen = process.checked_compiler(compiler or s.compiler, s, lambda: database_url(s))
     executor = process.checked_executor(
         executor or s.executor,
         sandbox_isolation or s.sandbox_isolation,
@@ -153,10 +128,10 @@ def worker(
         heartbeat_seconds=s.heartbeat_seconds,
         dead_after_seconds=s.worker_dead_after_seconds,
         metrics_cache_seconds=s.metrics_cache_seconds,
-        compiler=chosen,
-        llm=llm,
+        compiler=chosen.name,
+        llm=chosen.llm,
         replay_from=s.replay_from,
-        replay_responses=replay,
+        replay_responses=chosen.replay,
         cap_model_requests=s.cap_model_requests,
         cap_tokens=s.cap_tokens,
         step_max_attempts=s.step_max_attempts,

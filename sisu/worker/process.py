@@ -15,6 +15,7 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -132,6 +133,47 @@ def check_failover_timeout(failover_timeout: float, heartbeat_seconds: float) ->
             "live workers would be taken for dead",
             details=[{"field": "failover_timeout", "min": shortest}],
         )
+
+
+@dataclass(frozen=True)
+class CompilerChoice:
+    """The compiler a worker plans with, and what it needs: a model's settings, or the
+    recorded calls it replays."""
+
+    name: str
+    llm: Any = None
+    replay: Any = None
+
+
+def checked_compiler(
+    chosen: str, settings: Settings, database_url: Callable[[], str]
+) -> CompilerChoice:
+    """The compiler, or a validation_error (exit 2) naming what to set, before anything starts.
+    (`database_url`: where a replay reads the calls it replays; called only for a replay, as
+    it may start the embedded server.)"""
+    if chosen == "builtin":
+        return CompilerChoice(chosen)
+    if chosen == "llm":
+        from sisu.workflow.steps.llm_compiler import config_from
+
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return CompilerChoice(
+            chosen, llm=config_from(settings.llm_model, settings.llm_base_url, key)
+        )
+    if chosen == "replay":
+        from sisu.workflow.steps.replay_compiler import load_calls
+
+        if not settings.replay_from:
+            raise ValidationFailed(
+                "--compiler replay needs a source: set SISU_REPLAY_FROM to a run id, or to a "
+                "file from `sisu run calls ID --json`",
+                details=[{"field": "SISU_REPLAY_FROM"}],
+            )
+        return CompilerChoice(chosen, replay=load_calls(settings.replay_from, database_url()))
+    raise ValidationFailed(
+        f"unknown compiler {chosen!r}: use --compiler builtin, llm or replay (or SISU_COMPILER)",
+        details=[{"field": "compiler", "allowed": ["builtin", "llm", "replay"]}],
+    )
 
 
 def checked_executor(

@@ -70,3 +70,36 @@ def test_an_executor_that_cannot_run_is_a_validation_error(
     with pytest.raises(ValidationFailed) as caught:
         process.checked_executor(chosen, isolation, None, None)
     assert caught.value.details[0]["field"] == field
+
+
+def _no_database() -> str:
+    raise AssertionError("only a replay reads the database before the worker starts")
+
+
+def test_the_builtin_compiler_needs_nothing() -> None:
+    from sisu.config import Settings
+
+    choice = process.checked_compiler("builtin", Settings(), _no_database)
+    assert (choice.name, choice.llm, choice.replay) == ("builtin", None, None)
+
+
+def test_an_unknown_compiler_is_a_validation_error_naming_the_choices() -> None:
+    from sisu.config import Settings
+
+    with pytest.raises(ValidationFailed) as caught:
+        process.checked_compiler("gpt", Settings(), _no_database)
+    assert caught.value.exit_code == 2
+    assert caught.value.envelope()["details"] == [
+        {"field": "compiler", "allowed": ["builtin", "llm", "replay"]}
+    ]
+
+
+def test_a_replay_without_a_source_is_refused_before_the_database_is_reached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sisu.config import Settings
+
+    monkeypatch.delenv("SISU_REPLAY_FROM", raising=False)
+    with pytest.raises(ValidationFailed) as caught:
+        process.checked_compiler("replay", Settings(), _no_database)
+    assert caught.value.envelope()["details"] == [{"field": "SISU_REPLAY_FROM"}]
