@@ -14,20 +14,8 @@ if TYPE_CHECKING:
 def run(server: str, settings: Settings, count: int, json: bool) -> None:
     from sisu.drills import history
 
-    if _output.interactive():
-        from rich.progress import Progress, TaskID
-
-        with Progress(console=_output.err_console(), transient=True) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done)
-
-            result = history.run(server, settings, count=count, progress=progress)
-    else:
-        result = history.run(server, settings, count=count)
+    with _output.phase_bars() as progress:
+        result = history.run(server, settings, count=count, progress=progress)
     if json:
         _output.emit(result)
     else:

@@ -121,3 +121,23 @@ def progress(title: str) -> Iterator[Callable[[str], None]]:
             status.update(f"{title}: {msg}")
 
         yield step
+
+
+@contextmanager
+def phase_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for a long drill's phases, `progress(phase, done, total)`: one bar per phase
+    on a terminal (gone when it ends), silent elsewhere."""
+    if not interactive():
+        yield lambda _phase, _done, _total: None
+        return
+    from rich.progress import Progress, TaskID
+
+    with Progress(console=err_console(), transient=True) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done)
+
+        yield update

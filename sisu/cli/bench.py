@@ -52,23 +52,10 @@ def bench(
 
         _history.run(server, s, history, json)
         return
-    if _output.interactive():
-        from rich.progress import Progress, TaskID
-
-        with Progress(console=_output.err_console(), transient=True) as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def progress(phase: str, done: int, total: int) -> None:
-                if phase not in tasks:
-                    tasks[phase] = bar.add_task(phase, total=total)
-                bar.update(tasks[phase], completed=done)
-
-            result = drill.run(
-                server, s, count=intents, workers=workers, concurrency=concurrency,
-                progress=progress,
-            )  # fmt: skip
-    else:
-        result = drill.run(server, s, count=intents, workers=workers, concurrency=concurrency)
+    with _output.phase_bars() as progress:
+        result = drill.run(
+            server, s, count=intents, workers=workers, concurrency=concurrency, progress=progress
+        )
     failed = result.failed_runs + result.baseline_failed_runs + result.tx_baseline_failed_runs
     if json:
         _output.emit(result)
