@@ -42,18 +42,19 @@ def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, erro
     step's checkpoint, so a workflow recovered after a kill replays the record (as it replays
     the failure) instead of writing the attempt again. True if this call wrote it. Best effort:
     the database may be what failed; the step's error reaches the workflow either way."""
-    wrote = False
+    ran = False  # in this call: a replay returns the recorded checkpoint instead
 
     def transaction() -> None:
-        nonlocal wrote
+        nonlocal ran
+        ran = True
         _insert_failed_attempt(datasource.connection(), run_id, step_id, started_at, error)
-        wrote = True
 
     try:
         datasource.run(RECORD_FAILURE_ST, transaction)
     except Exception as exc:
         log.warning("could not record the failed attempt of %s/%s: %s", run_id, step_id, exc)
-    return wrote
+        return False
+    return ran
 
 
 # The step that records a failed attempt (a datasource step since it is exactly-once; the name
