@@ -35,8 +35,8 @@ def bind(url: str, *, step_slots: int) -> None:
     from sisu.engine import DBOS_SCHEMA
 
     _slots = threading.BoundedSemaphore(step_slots)
-    # One connection per slot, plus as many for what runs outside a slot (failed-attempt
-    # records, DBOS's checkpoint clean-up when a workflow completes).
+    # One connection per slot, plus as many for what runs outside a slot (a step's own reads
+    # of the intent, DBOS's checkpoint clean-up when a workflow completes).
     # No pre-ping: it costs a round trip per checkout, i.e. two per step. A connection lost to
     # a server restart fails its step with an OperationalError instead, which SQLAlchemy answers
     # by discarding the pool and sisu by retrying the step (a transient error).
@@ -75,8 +75,8 @@ def connection() -> Cursor:
 
 @contextmanager
 def outside_transaction() -> Iterator[Cursor]:
-    """A cursor in a transaction of its own, committed at exit — for writes that must not roll
-    back with the step (failed-attempt records)."""
+    """A cursor in a transaction of its own, committed at exit, outside any step slot — for
+    what a DBOS step reads or writes outside a datasource transaction."""
     assert _datasource is not None
     with _datasource.engine.begin() as conn:
         driver_conn = conn.connection.driver_connection

@@ -37,31 +37,48 @@ def _canonical(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> None:
-    """Best effort: the database may be what failed; the step's error reaches the workflow
-    either way."""
+def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> bool:
+    """Record a failed attempt as the datasource step RecordFailureST: its row commits with the
+    step's checkpoint, so a workflow recovered after a kill replays the record (as it replays
+    the failure) instead of writing the attempt again. True if this call wrote it. Best effort:
+    the database may be what failed; the step's error reaches the workflow either way."""
+    ran = False  # in this call: a replay returns the recorded checkpoint instead
+
+    def transaction() -> None:
+        nonlocal ran
+        ran = True
+        _insert_failed_attempt(datasource.connection(), run_id, step_id, started_at, error)
+
     try:
-        _insert_failed_attempt(run_id, step_id, started_at, error)
+        datasource.run(RECORD_FAILURE_ST, transaction)
     except Exception as exc:
         log.warning("could not record the failed attempt of %s/%s: %s", run_id, step_id, exc)
+        return False
+    return ran
 
 
-def _insert_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> None:
-    with datasource.outside_transaction() as conn:
-        row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
-        assert row is not None
-        conn.execute(
-            q("insert_step_attempt"),
-            {
-                "run_id": run_id,
-                "step_id": step_id,
-                "attempt": row["attempt"],
-                "phase": "failed",
-                "output": None,
-                "error": Jsonb(error),
-                "started_at": started_at,
-            },
-        )
+# The step that records a failed attempt (a datasource step since it is exactly-once; the name
+# is the one the outside executors' failure record always had, so runs in flight replay it).
+RECORD_FAILURE_ST = "RecordFailureST"
+
+
+def _insert_failed_attempt(
+    conn: Conn, run_id: str, step_id: str, started_at: datetime, error: Any
+) -> None:
+    row = conn.execute(q("next_attempt"), {"run_id": run_id, "step_id": step_id}).fetchone()
+    assert row is not None
+    conn.execute(
+        q("insert_step_attempt"),
+        {
+            "run_id": run_id,
+            "step_id": step_id,
+            "attempt": row["attempt"],
+            "phase": "failed",
+            "output": None,
+            "error": Jsonb(error),
+            "started_at": started_at,
+        },
+    )
 
 
 def _run_step(
@@ -468,13 +485,14 @@ def _perform(
     return outcome
 
 
-# A step, so that a replay of the workflow does not record (nor count) the failure again.
-@DBOS.step(name="RecordFailureST")
 def _record_outside_failure(run_id: str, step_id: str, error: dict[str, Any]) -> None:
+    """The failed attempt of work done outside a transaction (a model's plan, an outside
+    executor's work); a replay of the workflow neither records nor counts it again."""
     clock = time.monotonic()
-    _record_failed_attempt(run_id, step_id, datetime.now(UTC), error)
-    # Its duration is the row's: the outside work's own is PerformST's (or the model's calls).
-    metrics.step_attempt(step_id, metrics.outcome_of(error.get("code")), time.monotonic() - clock)
+    if _record_failed_attempt(run_id, step_id, datetime.now(UTC), error):
+        # Its duration is the row's: the outside work's own is PerformST's (or the model's).
+        seconds = time.monotonic() - clock
+        metrics.step_attempt(step_id, metrics.outcome_of(error.get("code")), seconds)
 
 
 @DBOS.step(name="RecordFailedOutputST")
