@@ -88,8 +88,34 @@ def run_attributes(run_id: str) -> dict[str, Any]:
     return {CARRIER_ATTRIBUTE: {"traceparent": f"00-{trace_id}-{span_id}-01"}}
 
 
+def label_spans() -> None:
+    """Every span DBOS makes inside a workflow names its run (`sisu.run_id`, the workflow id),
+    and a step's span its step (`sisu.step`) — a step that replays its recorded result after a
+    recovery or a retry too, which `annotate` never sees. Call after `DBOS()` made the provider."""
+    if not _enabled:
+        return
+    from opentelemetry import trace
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
+
+    class RunLabels(SpanProcessor):
+        def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+            from dbos import DBOS
+
+            run_id = DBOS.workflow_id
+            if run_id:
+                span.set_attribute(RUN_ID, run_id)
+                if DBOS.step_id is not None:
+                    span.set_attribute(STEP, span.name)
+
+    provider = trace.get_tracer_provider()
+    if isinstance(provider, TracerProvider):
+        provider.add_span_processor(RunLabels())
+
+
 def annotate(attributes: Mapping[str, str | int | None]) -> None:
-    """Set sisu attributes on the span DBOS has active (a step's), when tracing is on."""
+    """Set sisu attributes on the span DBOS has active (a step's, as its attempt runs), when
+    tracing is on."""
     if not _enabled:
         return
     from dbos import DBOS

@@ -203,6 +203,7 @@ def run(opts: WorkerOptions) -> int:
             traces_endpoint=opts.traces_endpoint,
         )
     )
+    tracing.label_spans()
     executor = _executor(opts)
     runtime.configure(
         opts.home,

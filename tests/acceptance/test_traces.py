@@ -18,7 +18,7 @@ import pytest
 from sisu import names, tracing
 from sisu.contracts.runs import EventRequest
 from sisu.drills.processes import WorkerProcess
-from sisu.service import human
+from sisu.service import human, repair
 from tests.helpers import rows
 from tests.operator_support import (
     ANSWER,
@@ -26,6 +26,7 @@ from tests.operator_support import (
     FAST_BACKOFF,
     fast_backend,
     start_intent,
+    wait_dbos_status,
     wait_worker_ready,
 )
 from tests.otlp_receiver import OtlpReceiver, Span
@@ -33,11 +34,13 @@ from tests.runloop_support import INTENT_QUEUE, wait_run_done, wait_run_status
 
 STEPS = (names.COMPILE_ST, names.APPLY_PATCH_ST, names.DECIDE_ST, names.EXECUTE_ST)
 FLAKY = {"faults": {names.EXECUTE_ST: {"kind": "net_timeout", "times": 1}}}
+# Fails all three attempts the run policy allows; a retry's fourth attempt succeeds.
+BROKEN = {"faults": {names.EXECUTE_ST: {"kind": "net_timeout", "times": 3}}}
 # The OTLP/HTTP exporter's default port: where an exporter nobody configured would send.
 DEFAULT_OTLP_PORT = 4318
 
 
-def traced_worker(url: str, tmp_path: Path, name: str, **env: str) -> WorkerProcess:
+def traced_worker(url: str, tmp_path: Path, name: str, *args: str, **env: str) -> WorkerProcess:
     executor_id = f"{name}-{uuid.uuid4().hex[:8]}"
     return WorkerProcess(
         url=url,
@@ -45,6 +48,7 @@ def traced_worker(url: str, tmp_path: Path, name: str, **env: str) -> WorkerProc
         app_version="v1",
         queues=(INTENT_QUEUE,),
         log_path=tmp_path / "logs" / f"{executor_id}.log",
+        extra_args=args,
         extra_env={
             "SISU_HOME": str(tmp_path / "home"),
             "SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF,
@@ -84,8 +88,9 @@ class Traced:
 
 @pytest.fixture(scope="module")
 def traced(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Traced]:
-    """A tracing worker runs three intents (one with a traceId, one whose ExecuteST fails once),
-    then stops on SIGTERM, which flushes what its exporter still holds."""
+    """A tracing worker runs four intents (one with a traceId, one whose ExecuteST fails once,
+    one that runs out of attempts and is retried), then stops on SIGTERM, which flushes what its
+    exporter still holds."""
     url = module_db_url
     tmp = tmp_path_factory.mktemp("traces")
     with OtlpReceiver() as otlp:
@@ -97,7 +102,11 @@ def traced(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                     "plain": start_intent(b, "deliver", inputs={"tasks": 2}),
                     "tagged": start_intent(b, "deliver too", trace_id="ticket-42"),
                     "flaky": start_intent(b, "flaky once", inputs=FLAKY),
+                    "repaired": start_intent(b, "broken until retried", inputs=BROKEN),
                 }
+                wait_run_status(url, runs["repaired"], "retries_exceeded", worker=worker)
+                wait_dbos_status(url, runs["repaired"], "ERROR")
+                repair.retry_run(b, runs["repaired"])
             for run_id in runs.values():
                 wait_run_done(url, run_id, worker=worker)
             exit_code = worker.stop()
@@ -132,21 +141,44 @@ def test_one_run_is_one_trace(traced: Traced) -> None:
     assert len(set(trace_of.values())) == len(traced.runs)
 
 
-def test_step_spans_name_run_step_attempt_and_trace_id(traced: Traced) -> None:
+def test_every_span_of_a_run_names_it_and_step_spans_their_step(traced: Traced) -> None:
+    for run_id in traced.runs.values():
+        spans = of_run(traced.spans, run_id)
+        assert {s.attributes.get(tracing.RUN_ID) for s in spans} == {run_id}
+        for s in spans:
+            if s.name in STEPS:
+                assert s.attributes[tracing.STEP] == s.name
+        workflow = [s for s in spans if s.name == names.RUN_INTENT_WF]
+        assert workflow and all(tracing.STEP not in s.attributes for s in workflow)
+
+
+def attempts_of(spans: list[Span]) -> dict[str, list[int]]:
+    """Step → the attempt numbers its spans carry (a replayed step's span carries none)."""
+    found: dict[str, list[int]] = {}
+    for s in spans:
+        if s.name in STEPS and tracing.ATTEMPT in s.attributes:
+            found.setdefault(s.name, []).append(s.attributes[tracing.ATTEMPT])
+    return {step: sorted(numbers) for step, numbers in found.items()}
+
+
+def test_step_spans_carry_the_attempt_and_the_intents_trace_id(traced: Traced) -> None:
     for name, run_id in traced.runs.items():
-        spans = [s for s in of_run(traced.spans, run_id) if s.name in STEPS]
-        for s in spans:
-            assert s.attributes[tracing.RUN_ID] == run_id
-            assert s.attributes[tracing.STEP] == s.name
-            assert isinstance(s.attributes[tracing.ATTEMPT], int)
-        # One step span per attempt row, with the row's number.
-        attempts: dict[str, list[int]] = {}
-        for s in spans:
-            attempts.setdefault(s.name, []).append(s.attributes[tracing.ATTEMPT])
-        assert {k: sorted(v) for k, v in attempts.items()} == step_rows(traced.url, run_id), name
-        tagged = {s.attributes.get(tracing.TRACE_ID) for s in spans}
+        spans = of_run(traced.spans, run_id)
+        # One span per attempt row, with the row's number.
+        assert attempts_of(spans) == step_rows(traced.url, run_id), name
+        attempted = [s for s in spans if tracing.ATTEMPT in s.attributes]
+        assert all(isinstance(s.attributes[tracing.ATTEMPT], int) for s in attempted)
+        tagged = {s.attributes.get(tracing.TRACE_ID) for s in attempted}
         assert tagged == ({"ticket-42"} if name == "tagged" else {None}), name
+        if name != "repaired":  # nothing replayed: every step span is an attempt
+            assert len(attempted) == len([s for s in spans if s.name in STEPS]), name
     assert step_rows(traced.url, traced.runs["flaky"])[names.EXECUTE_ST] == [1, 2]
+    # The retry went on in the run's trace: its fourth attempt is there with the first three,
+    # and the steps it replayed from their checkpoints are spans without an attempt.
+    repaired = of_run(traced.spans, traced.runs["repaired"])
+    assert attempts_of(repaired)[names.EXECUTE_ST] == [1, 2, 3, 4]
+    replayed = {s.name for s in repaired if s.name in STEPS and tracing.ATTEMPT not in s.attributes}
+    assert replayed == {names.COMPILE_ST, names.APPLY_PATCH_ST, names.DECIDE_ST}
 
 
 def test_a_recovered_run_goes_on_in_the_same_trace(db_url: str, tmp_path: Path) -> None:
@@ -154,9 +186,10 @@ def test_a_recovered_run_goes_on_in_the_same_trace(db_url: str, tmp_path: Path) 
     id recovers the run; the spans of both processes are in the run's one trace."""
     url = db_url
     with OtlpReceiver() as otlp:
-        # A short export delay: the killed process never flushes on exit.
-        env = {tracing.ENDPOINT_ENV: otlp.base_url, "OTEL_BSP_SCHEDULE_DELAY": "50"}
-        first = traced_worker(url, tmp_path, "recover", **env).start()
+        # The flag, this time; a short export delay: the killed process never flushes on exit.
+        first = traced_worker(
+            url, tmp_path, "recover", "--otlp-endpoint", otlp.base_url, OTEL_BSP_SCHEDULE_DELAY="50"
+        ).start()
         second: WorkerProcess | None = None
         try:
             wait_worker_ready(url, first)
