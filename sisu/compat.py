@@ -11,6 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# The workflow attribute DBOS reads a run's trace context from, on first execution and on
+# recovery (PropagateOtelContext writes it): sisu.tracing enqueues each run with its own.
+from dbos._context import OTEL_CARRIER_ATTRIBUTE
+
 # DBOS re-exports this module as `dbos.error`, but its classes are defined (and documented) in
 # `dbos._error`; both names are checked to be the same objects.
 from dbos._error import (
@@ -21,6 +25,7 @@ from dbos._error import (
 )
 
 __all__ = [
+    "OTEL_CARRIER_ATTRIBUTE",
     "DBOSAwaitedWorkflowCancelledError",
     "DBOSMaxStepRetriesExceeded",
     "DBOSQueueDeduplicatedError",

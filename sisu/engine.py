@@ -99,9 +99,16 @@ def calm_outcome_logs(*, verbose: bool = False) -> None:
 
 
 def dbos_config(
-    url: str, *, app_version: str, executor_id: str, log_level: str = "WARNING"
+    url: str,
+    *,
+    app_version: str,
+    executor_id: str,
+    log_level: str = "WARNING",
+    traces_endpoint: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`traces_endpoint`: an OTLP/HTTP traces URL DBOS exports its workflow and step spans to
+    (`sisu.tracing`); None leaves DBOS's tracing off, and opentelemetry unimported."""
+    config: dict[str, Any] = {
         "name": APP_NAME,
         "system_database_url": sqlalchemy_url(url),
         "dbos_system_schema": DBOS_SCHEMA,
@@ -111,6 +118,10 @@ def dbos_config(
         "sys_db_pool_size": 20,
         "db_engine_kwargs": {"pool_pre_ping": False},
     }
+    if traces_endpoint:
+        config["enable_otlp"] = True
+        config["otlp_traces_endpoints"] = [traces_endpoint]
+    return config
 
 
 def client(url: str) -> DBOSClient:

@@ -87,6 +87,14 @@ FROM app.intents WHERE id = %(id)s;
 SELECT coalesce(max(attempt), 0) + 1 AS attempt
 FROM app.run_steps WHERE run_id = %(run_id)s AND step_id = %(step_id)s;
 
+-- name: step_trace
+-- What a step's span is annotated with on a tracing worker: the run's traceId, and the number
+-- this attempt's row gets.
+SELECT r.trace_id,
+       (SELECT coalesce(max(s.attempt), 0) + 1 FROM app.run_steps s
+        WHERE s.run_id = %(run_id)s AND s.step_id = %(step_id)s) AS attempt
+FROM app.runs r WHERE r.id = %(run_id)s;
+
 -- name: insert_step_attempt
 -- One step attempt row, finished now (a failed attempt, recorded with its error).
 INSERT INTO app.run_steps (run_id, step_id, attempt, phase, output, error, started_at, finished_at)

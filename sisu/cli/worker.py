@@ -83,6 +83,14 @@ def worker(
         "none to run commands UNISOLATED on a machine where bubblewrap cannot work.",
         show_default=False,
     ),
+    otlp_endpoint: str = typer.Option(
+        None,
+        "--otlp-endpoint",
+        help="Export traces (one per run) to this OTLP/HTTP base URL, at URL/v1/traces (env "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT as the full traces "
+        "URL; default: no traces).",
+        show_default=False,
+    ),
     log_format: str = _logs.log_format_option(),
     queue: list[str] = typer.Option(
         None, "--queue", hidden=True, help="Queues to listen to (drills use their own)."
@@ -92,7 +100,7 @@ def worker(
 
     Stops cleanly on SIGTERM or Ctrl-C; anything in flight resumes from its last checkpoint when
     a worker with the same executor id starts again."""
-    from sisu import engine
+    from sisu import engine, tracing
     from sisu.cli._settings import database_url, settings
     from sisu.worker import process
 
@@ -142,5 +150,10 @@ def worker(
         webhook_url=s.webhook_url,
         webhook_token=s.webhook_token.get_secret_value() if s.webhook_token else None,
         admin_socket=admin_socket,
+        traces_endpoint=(
+            tracing.traces_endpoint({tracing.ENDPOINT_ENV: otlp_endpoint})
+            if otlp_endpoint
+            else tracing.traces_endpoint()
+        ),
     )
     raise typer.Exit(process.run(opts))

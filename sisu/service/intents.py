@@ -10,7 +10,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from sisu import names
+from sisu import names, tracing
 from sisu.contracts.runs import IntentCreate, IntentCreated, RunRequest, RunStarted
 from sisu.db.queries import q
 from sisu.errors import DuplicateRun, IdempotencyConflict, NotFound, ValidationFailed
@@ -176,6 +176,9 @@ def start_run(backend: Backend, intent_id: str, request: RunRequest) -> RunStart
                 "workflow_id": intent_id,
                 "app_version": backend.app_version,
                 "priority": placement.priority,
+                # The run's trace context: every execution of it (a recovery, a retry) is
+                # traced in the one trace (sisu.tracing).
+                "attributes": tracing.run_attributes(intent_id),
             }
             if request.deduplication_id:
                 options["deduplication_id"] = request.deduplication_id

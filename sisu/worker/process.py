@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sisu import compat, engine, logs, metrics, names
+from sisu import compat, engine, logs, metrics, names, tracing
 from sisu.db import migrations
 from sisu.db.connection import connect
 from sisu.db.queries import q
@@ -69,6 +69,8 @@ class WorkerOptions:
     webhook_token: str | None = None
     # The admin port's socket, already bound (`bind_admin_port`); None: bind admin_port here.
     admin_socket: socket.socket | None = None
+    # Where DBOS exports the worker's spans (OTLP/HTTP traces URL); None: no traces.
+    traces_endpoint: str | None = None
 
 
 def default_executor_id(admin_port: int) -> str:
@@ -337,11 +339,17 @@ def run(opts: WorkerOptions) -> int:
             for name in opts.queues
         },
     )
+    if opts.traces_endpoint:
+        tracing.enable()
     DBOS(
         config=engine.dbos_config(  # type: ignore[arg-type]
-            opts.url, app_version=opts.app_version, executor_id=opts.executor_id
+            opts.url,
+            app_version=opts.app_version,
+            executor_id=opts.executor_id,
+            traces_endpoint=opts.traces_endpoint,
         )
     )
+    tracing.label_spans()
     executor = _executor(opts)
     runtime.configure(
         opts.home,
@@ -401,6 +409,8 @@ def run(opts: WorkerOptions) -> int:
     # workflows in flight; what is left is recovered like a crash. The heartbeat goes on
     # meanwhile, so that nobody takes this worker for dead while it finishes.
     DBOS.destroy(workflow_completion_timeout_sec=_grace(opts))
+    # After the workflows in flight: their spans end before the exporter's last flush.
+    tracing.shutdown()
     if hasattr(executor, "close"):
         executor.close()
     beat.stop()

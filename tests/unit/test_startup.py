@@ -15,8 +15,8 @@ import sisu
 from tests.helpers import SISU
 
 # prometheus_client is for the pages a worker or the api-shim serves (sisu.metrics imports it
-# on first use).
-HEAVY = ("dbos", "fastapi", "uvicorn", "psycopg", "prometheus_client")
+# on first use); opentelemetry for a worker that exports traces (sisu.tracing).
+HEAVY = ("dbos", "fastapi", "uvicorn", "psycopg", "prometheus_client", "opentelemetry")
 # What a command that needs no database must not load (psycopg is allowed where it connects).
 ENGINE = ("dbos", "fastapi", "uvicorn")
 CLI_ONLY = ("typer", "rich")
@@ -141,7 +141,7 @@ def test_the_cli_itself_does_import_typer() -> None:
 
 # A read command connects with psycopg alone: SQLAlchemy (and DBOS, the web stack) are for
 # workers, the api-shim and commands that enqueue.
-READ_HEAVY = ("sqlalchemy", "dbos", "fastapi", "uvicorn", "prometheus_client")
+READ_HEAVY = ("sqlalchemy", "dbos", "fastapi", "uvicorn", "prometheus_client", "opentelemetry")
 
 
 @pytest.mark.parametrize(

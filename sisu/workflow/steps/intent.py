@@ -14,7 +14,7 @@ from typing import Any
 from dbos import DBOS
 from psycopg.types.json import Jsonb
 
-from sisu import metrics
+from sisu import metrics, tracing
 from sisu.db import faults
 from sisu.db.queries import q
 from sisu.workflow.steps import datasource, drill_hooks, runtime
@@ -97,6 +97,8 @@ def _run_step(
         nonlocal ran, moved
         ran = True
         conn = datasource.connection()
+        if tracing.enabled():
+            _annotate_span(conn, run_id, step_id)
         # Pipeline mode: writes nobody reads back (the step's inserts, then its attempt row)
         # travel together with the next read or with the end of the block.
         with conn.connection.pipeline():
@@ -130,6 +132,20 @@ def _run_step(
         if moved and status_after in metrics.ENDED_STATUSES:
             metrics.run_ended(status_after)
     return output
+
+
+def _annotate_span(conn: Conn, run_id: str, step_id: str) -> None:
+    """The step's span names its run, step and attempt (the number this attempt's row gets,
+    failed or succeeded) and the intent's traceId: a query that only a tracing worker pays."""
+    row = conn.execute(q("step_trace"), {"run_id": run_id, "step_id": step_id}).fetchone()
+    tracing.annotate(
+        {
+            tracing.RUN_ID: run_id,
+            tracing.STEP: step_id,
+            tracing.ATTEMPT: int(row["attempt"]) if row else None,
+            tracing.TRACE_ID: row["trace_id"] if row else None,
+        }
+    )
 
 
 def _step_error(exc: Exception) -> StepError:
