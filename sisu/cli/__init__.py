@@ -30,7 +30,7 @@ from sisu.cli import (
     worker,
     workers,
 )
-from sisu.cli._compat import UsageProblem
+from sisu.cli._compat import UsageProblem, reflow_help_paragraphs
 from sisu.errors import SisuError
 
 app = typer.Typer(
@@ -93,8 +93,16 @@ def _looked_up_in_the_database(exc: SisuError) -> bool:
     )
 
 
+def _asks_for_help(args: list[str]) -> bool:
+    """Whether this invocation prints help (and so pays for typer's help renderer)."""
+    groups = {g.name for g in app.registered_groups}
+    return not args or "-h" in args or "--help" in args or (len(args) == 1 and args[0] in groups)
+
+
 def main() -> None:
     """Console-script entry point: maps every failure to a clean message and an exit code."""
+    if _asks_for_help(sys.argv[1:]):
+        reflow_help_paragraphs()
     try:
         code = app(standalone_mode=False)
     except SisuError as exc:

@@ -88,3 +88,23 @@ def test_usage_problem_is_what_typer_raises_for_a_bad_option() -> None:
         app(["--no-such-option"], standalone_mode=False)
     assert caught.value.exit_code == 2
     assert callable(caught.value.show)  # sisu.cli.main calls it
+
+
+def test_typer_still_joins_help_paragraphs_through_the_hook_sisu_replaces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """sisu.cli._compat.reflow_help_paragraphs replaces typer.rich_utils._fix_linebreaks: the
+    help of `sisu top` (a docstring hard-wrapped over several lines) prints its second paragraph
+    as one run of text, list items kept on their own lines."""
+    from typer import rich_utils
+    from typer.testing import CliRunner
+
+    from sisu.cli import _compat, app
+
+    assert callable(rich_utils._fix_linebreaks)
+    assert _compat._reflow("a\nb\n- c\n- d\ne") == "a b\n- c\n- d e"
+    monkeypatch.setattr(rich_utils, "_fix_linebreaks", rich_utils._fix_linebreaks)  # restored
+    monkeypatch.setattr(rich_utils, "MAX_WIDTH", 400)  # no terminal wrapping in the way
+    _compat.reflow_help_paragraphs()
+    out = CliRunner().invoke(app, ["top", "--help"]).output
+    assert "the last 1/5/15 minutes (with a sparkline per minute)" in out
