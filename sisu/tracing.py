@@ -18,8 +18,9 @@ from typing import Any
 TRACES_ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
 ENDPOINT_ENV = "OTEL_EXPORTER_OTLP_ENDPOINT"
 TRACES_PATH = "/v1/traces"
-# The workflow attribute DBOS reads a run's trace context from (`dbos._context`,
-# OTEL_CARRIER_ATTRIBUTE; PropagateOtelContext writes it), on first execution and on recovery.
+# The workflow attribute DBOS reads a run's trace context from, on first execution and on
+# recovery (its OTEL_CARRIER_ATTRIBUTE, which PropagateOtelContext writes; tests/unit/test_tracing
+# checks that DBOS still reads it).
 CARRIER_ATTRIBUTE = "dbos.otelContext"
 
 RUN_ID = "sisu.run_id"

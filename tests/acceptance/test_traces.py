@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,6 +20,7 @@ from sisu import names, tracing
 from sisu.contracts.runs import EventRequest
 from sisu.drills.processes import WorkerProcess
 from sisu.service import human, repair
+from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
 from tests.helpers import rows
 from tests.operator_support import (
     ANSWER,
@@ -248,3 +250,47 @@ def test_without_the_variable_nothing_is_exported(db_url: str, tmp_path: Path) -
             worker.kill()
         assert otlp.posts == 0
     assert step_rows(url, run_id) == {step: [1] for step in STEPS}
+
+
+KEY = "sk-sisu-traces-test"
+PLAN = {"summary": "Greet.", "files": [], "tests": [], "tasks": ["announce"]}
+
+
+def plan_answer(request: FakeRequest) -> dict[str, Any]:
+    return tool_call_completion(output_tool_name(request), PLAN)
+
+
+def test_a_model_compilers_requests_are_in_the_runs_trace(db_url: str, tmp_path: Path) -> None:
+    """A model compiler plans before CompileST, each model request a DBOS step of the run's
+    workflow: those spans are in the run's trace and name the run and the step."""
+    url = db_url
+    with OtlpReceiver() as otlp, FakeOpenAI(respond=plan_answer, api_key=KEY) as model:
+        worker = traced_worker(
+            url,
+            tmp_path,
+            "llm",
+            "--compiler",
+            "llm",
+            SISU_LLM_MODEL="openai:fake-model",
+            SISU_LLM_BASE_URL=model.base_url,
+            SISU_LLM_API_KEY=KEY,
+            **{tracing.ENDPOINT_ENV: otlp.base_url},
+        ).start()
+        try:
+            wait_worker_ready(url, worker)
+            with fast_backend(url) as b:
+                run_id = start_intent(b, "greet")
+            wait_run_done(url, run_id, worker=worker)
+            assert worker.stop() == 0
+        finally:
+            worker.kill()
+        received = otlp.received()
+        chats = model.chat_count
+    trace_id = uuid.UUID(run_id).hex
+    # Everything the worker made, it made for this run, and says so.
+    assert {s.trace_id for s in received} == {trace_id}
+    assert {s.attributes.get(tracing.RUN_ID) for s in received} == {run_id}
+    requests = [s for s in received if s.name.endswith("model.request")]
+    assert requests and len(requests) == chats
+    assert all(s.attributes[tracing.STEP] == s.name for s in requests)
+    assert attempts_of(received) == step_rows(url, run_id)
