@@ -319,3 +319,21 @@ def normalise_runview(view: dict[str, Any], *, run_id: str, workspaces: Path) ->
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def intent_worker(
+    url: str, tmp_path: Path, name: str, *args: str, env: dict[str, str] | None = None
+) -> WorkerProcess:
+    """A real worker (not started) on the intent queue only, from a clean environment plus
+    `env`, its home and log under `tmp_path`; `args` are extra `sisu worker` flags."""
+    executor_id = f"{name}-{uuid.uuid4().hex[:8]}"
+    return WorkerProcess(
+        url=url,
+        executor_id=executor_id,
+        app_version="v1",
+        queues=(INTENT_QUEUE,),
+        log_path=tmp_path / "logs" / f"{executor_id}.log",
+        extra_args=args,
+        extra_env={"SISU_HOME": str(tmp_path / "home"), **(env or {})},
+        clean_env=True,
+    )

@@ -7,7 +7,6 @@ deliveries are counted as `app.opencode_calls` and `app.deliveries` record them.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +32,8 @@ from tests.operator_support import (
     wait_worker_ready,
 )
 from tests.runloop_support import (
-    INTENT_QUEUE,
     ServeProcess,
+    intent_worker,
     running_serve,
     wait_run_done,
     wait_run_status,
@@ -48,21 +47,16 @@ PARTITIONED = 2
 def worker_process(url: str, tmp_path: Path, name: str, *args: str, **env: str) -> WorkerProcess:
     """A real worker on the intent queue only (a run on the partitioned queue stays there),
     whose page reads the database at every scrape (no cache: the test compares at once)."""
-    executor_id = f"{name}-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=args,
-        extra_env={
-            "SISU_HOME": str(tmp_path / "home"),
+    return intent_worker(
+        url,
+        tmp_path,
+        name,
+        *args,
+        env={
             "SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF,
             "SISU_METRICS_CACHE_SECONDS": "0",
             **env,
         },
-        clean_env=True,
     )
 
 

@@ -32,7 +32,7 @@ from tests.operator_support import (
     wait_worker_ready,
 )
 from tests.otlp_receiver import OtlpReceiver, Span
-from tests.runloop_support import INTENT_QUEUE, wait_run_done, wait_run_status
+from tests.runloop_support import intent_worker, wait_run_done, wait_run_status
 
 STEPS = (names.COMPILE_ST, names.APPLY_PATCH_ST, names.DECIDE_ST, names.EXECUTE_ST)
 FLAKY = {"faults": {names.EXECUTE_ST: {"kind": "net_timeout", "times": 1}}}
@@ -43,23 +43,18 @@ DEFAULT_OTLP_PORT = 4318
 
 
 def traced_worker(url: str, tmp_path: Path, name: str, *args: str, **env: str) -> WorkerProcess:
-    executor_id = f"{name}-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=args,
-        extra_env={
-            "SISU_HOME": str(tmp_path / "home"),
+    return intent_worker(
+        url,
+        tmp_path,
+        name,
+        *args,
+        env={
             "SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF,
             # Whatever the test process's environment says, only what a test sets counts.
             tracing.ENDPOINT_ENV: "",
             tracing.TRACES_ENDPOINT_ENV: "",
             **env,
         },
-        clean_env=True,
     )
 
 
