@@ -34,6 +34,7 @@ STEP_ATTEMPTS = "sisu_step_attempts"  # sisu_step_attempts_total{step,outcome}
 MODEL_TOKENS = "sisu_model_tokens"  # sisu_model_tokens_total{model,kind}
 DELIVERIES = "sisu_deliveries"  # sisu_deliveries_total{executor,outcome}
 SANDBOX_COMMANDS = "sisu_sandbox_commands"  # sisu_sandbox_commands_total{outcome}
+FAILOVER_SWEEPS = "sisu_failover_sweeps"  # sisu_failover_sweeps_total{outcome}
 HTTP_REQUESTS = "sisu_http_requests"  # sisu_http_requests_total{method,route,status}
 HTTP_DURATION = "sisu_http_request_duration_seconds"
 QUEUE_DEPTH = "sisu_queue_depth"
@@ -53,6 +54,7 @@ IN_FLIGHT_STATUSES = tuple(s for s in names.RUN_STATUSES if s not in names.TERMI
 STEPS = names.STEP_IDS
 PERFORM_STEP = "PerformST"
 OUTCOMES = ("succeeded", "transient", "failed")
+SWEEP_OUTCOMES = ("ok", "error")
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"  # a path no route of the shim serves
 NO_LANE = "none"  # a queued workflow that is no sisu run (a crash-demo drill)
@@ -81,6 +83,7 @@ class _WorkerMetrics:
     tokens: Counter
     deliveries: Counter
     sandbox_commands: Counter
+    failover_sweeps: Counter
 
     def collectors(self) -> list[Any]:
         return [
@@ -90,6 +93,7 @@ class _WorkerMetrics:
             self.tokens,
             self.deliveries,
             self.sandbox_commands,
+            self.failover_sweeps,
         ]
 
 
@@ -149,6 +153,14 @@ def _worker() -> _WorkerMetrics:
             ["outcome"],
             registry=None,
         ),
+        failover_sweeps=p.Counter(
+            FAILOVER_SWEEPS,
+            "Failover sweeps this worker finished, looking for dead workers of its app version "
+            "(ok, error: retried on the next tick). A worker whose count stops rising recovers "
+            "no one.",
+            ["outcome"],
+            registry=None,
+        ),
     )
     # Known series start at 0, so that a rate over them exists before the first event.
     for status in ENDED_STATUSES:
@@ -157,6 +169,8 @@ def _worker() -> _WorkerMetrics:
         metrics.step_duration.labels(step)
         for outcome in OUTCOMES:
             metrics.step_attempts.labels(step, outcome)
+    for outcome in SWEEP_OUTCOMES:
+        metrics.failover_sweeps.labels(outcome)
     return metrics
 
 
@@ -188,6 +202,11 @@ def delivery(executor: str, outcome: str) -> None:
 def sandbox_command(outcome: str) -> None:
     """One test command this worker ran in the sandbox, and how it ended."""
     _worker().sandbox_commands.labels(outcome).inc()
+
+
+def failover_sweep(outcome: str) -> None:
+    """One failover sweep this worker finished (`ok`), or that failed (`error`)."""
+    _worker().failover_sweeps.labels(outcome).inc()
 
 
 # -- what the database says (cached) ---------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from sisu import compat
+from sisu import compat, metrics
 from sisu.db.queries import q
 
 log = logging.getLogger("sisu.worker")
@@ -32,7 +32,10 @@ class Failover(threading.Thread):
             try:
                 self.sweep()
             except Exception as exc:  # a failed sweep is retried on the next tick
+                metrics.failover_sweep("error")
                 log.warning("failover sweep failed: %s", " ".join(str(exc).split()))
+            else:
+                metrics.failover_sweep("ok")
 
     def sweep(self) -> int:
         """Recover every dead executor this worker wins the election for; returns how many
