@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
-import psycopg
 import pytest
 from psycopg import sql
 
 from sisu.db import embedded, migrations
+from tests.support.cli import sisu_env_for
+from tests.support.db import admin_execute, with_database
 
 if TYPE_CHECKING:
     from sisu.service.backend import Backend
@@ -33,11 +33,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for tier in TIERS:
             if tier in parts:
                 item.add_marker(getattr(pytest.mark, tier))
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 @pytest.fixture(scope="session")
@@ -57,21 +52,16 @@ def pg_admin_url() -> Iterator[str]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _admin_execute(admin_url: str, statement: sql.Composable) -> None:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(statement)
-
-
 @pytest.fixture(scope="session")
 def template_db(pg_admin_url: str) -> Iterator[str]:
     """A database with both schemas migrated, cloned per test."""
     name = f"sisu_tmpl_{uuid.uuid4().hex[:8]}"
-    _admin_execute(pg_admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin_execute(pg_admin_url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_database(pg_admin_url, name)
     migrations.migrate_app(url)
     migrations.migrate_dbos(url)
     yield name
-    _admin_execute(
+    admin_execute(
         pg_admin_url,
         sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
     )
@@ -84,11 +74,11 @@ def _scratch_database(admin_url: str, prefix: str, template: str | None = None) 
     create = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
     if template is not None:
         create = sql.SQL("{} TEMPLATE {}").format(create, sql.Identifier(template))
-    _admin_execute(admin_url, create)
+    admin_execute(admin_url, create)
     try:
         yield with_database(admin_url, name)
     finally:
-        _admin_execute(
+        admin_execute(
             admin_url,
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)),
         )
@@ -111,15 +101,7 @@ def db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
 @pytest.fixture
 def sisu_env(db_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a `sisu` subprocess bound to this test's database."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
-    env.update(
-        SISU_DATABASE_URL=db_url,
-        SISU_HOME=str(tmp_path / "home"),
-        NO_COLOR="1",
-        COLUMNS="200",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return sisu_env_for(db_url, tmp_path / "home")
 
 
 @pytest.fixture(scope="module")
@@ -133,15 +115,7 @@ def module_db_url(pg_admin_url: str, template_db: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def module_sisu_env(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Environment for a `sisu` subprocess bound to `module_db_url`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
-    env.update(
-        SISU_DATABASE_URL=module_db_url,
-        SISU_HOME=str(tmp_path_factory.mktemp("home")),
-        NO_COLOR="1",
-        COLUMNS="200",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
+    return sisu_env_for(module_db_url, tmp_path_factory.mktemp("home"))
 
 
 @pytest.fixture

@@ -14,20 +14,13 @@ import httpx
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import rows, run_sisu, table_counts
-from tests.runloop_support import (
-    COUNTED_TABLES,
-    ERROR_KEYS,
-    STEP_IDS,
-    assert_runview_shape,
-    clone_template,
-    drop_database,
-    free_port,
-    poll,
-    running_serve,
-    running_worker,
-    wait_workflow_status,
-)
+from tests.support.cli import run_sisu
+from tests.support.db import clone_template, drop_database, rows, table_counts
+from tests.support.polling import poll
+from tests.support.runs import STEP_IDS, wait_workflow_status
+from tests.support.runview import COUNTED_TABLES, ERROR_KEYS, assert_runview_shape
+from tests.support.serve import free_port, running_serve
+from tests.support.workers import running_worker
 
 
 def base_env(url: str, home: Path) -> dict[str, str]:
@@ -75,7 +68,7 @@ def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]
     assert body["error"] == code, body
     assert isinstance(body["message"], str)
     assert body["message"]
-    return body
+    return dict(body)
 
 
 def create_intent(api: httpx.Client, **inputs: Any) -> str:

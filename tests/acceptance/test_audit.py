@@ -19,10 +19,11 @@ from sisu.service import intents
 from sisu.service.backend import Backend
 from sisu.workflow.steps.ports import Work
 from sisu.workflow.steps.webhook import HttpExecutor
-from tests.fake_webhook import FakeWebhook
-from tests.helpers import Result, rows, run_sisu
-from tests.ops_support import cloned_database, sisu_env_for
-from tests.runloop_support import clone_template, drop_database, running_worker, wait_run_done
+from tests.support.cli import Result, run_sisu, sisu_env_for
+from tests.support.db import clone_template, cloned_database, drop_database, rows
+from tests.support.fake_webhook import FakeWebhook
+from tests.support.runs import wait_run_done
+from tests.support.workers import running_worker
 
 CHECK_NAMES = [
     "duplicate_effects",

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import pty_run, rows, run_sisu
+from tests.support.cli import pty_run, run_sisu
+from tests.support.db import rows
 
 LATENCIES = ("enqueueToStartMs", "runMs", "baselineEnqueueToStartMs", "baselineRunMs")
 

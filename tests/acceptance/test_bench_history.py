@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 
 from sisu.db.url import with_database
-from tests.helpers import SISU, rows, run_sisu
+from tests.support.cli import SISU, run_sisu
+from tests.support.db import rows
 
 READS = [
     "run list",

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import rows, run_sisu
-from tests.operator_support import (
+from tests.support.cli import fast_retry_env, run_sisu
+from tests.support.db import rows
+from tests.support.polling import poll
+from tests.support.runs import (
     ASK_GOAL,
     fast_backend,
     run_row,
-    sisu_env,
     start_intent,
-    wait_dbos_status,
-    wait_worker_ready,
-    worker_running,
+    wait_run_status,
+    wait_workflow_status,
 )
-from tests.runloop_support import poll, wait_run_status
+from tests.support.workers import running_worker, wait_worker_ready
 
 SLOW = {"sleepMs": 3000}
 
@@ -27,8 +27,10 @@ def delivered(url: str, run_id: str) -> bool | None:
 
 
 def test_canceled_runs_leave_no_traceback_in_the_worker_log(db_url: str, tmp_path: Path) -> None:
-    env = sisu_env(db_url, tmp_path / "home")
-    with worker_running(db_url, tmp_path, name="cancel", concurrency=4) as worker:
+    env = fast_retry_env(db_url, tmp_path / "home")
+    with running_worker(
+        db_url, tmp_path, name="cancel", concurrency=4, fast_retries=True, kill=True
+    ) as worker:
         wait_worker_ready(db_url, worker)
         with fast_backend(db_url) as backend:
             slow = start_intent(backend, "slow", inputs=SLOW)
@@ -44,7 +46,7 @@ def test_canceled_runs_leave_no_traceback_in_the_worker_log(db_url: str, tmp_pat
             canceled = run_sisu(["run", "cancel", run_id, "--json"], env)
             assert canceled.exit_code == 0, canceled.stderr
         for run_id in (slow, asking):
-            wait_dbos_status(db_url, run_id, "CANCELLED")
+            wait_workflow_status(db_url, run_id, "CANCELLED")
         # The slow step ends meanwhile (its delivery shows), and the workflow thread then finds
         # its run cancelled when it records the outcome: that is where DBOS logged the ERROR
         # with a traceback, one database read later. A whole run on this worker after that

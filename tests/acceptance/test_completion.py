@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import SISU, run_sisu
+from tests.support.cli import SISU, run_sisu
 
 SCRIPT_MARKS = {
     "bash": ["_sisu_completion()", "complete -o default -F _sisu_completion sisu"],

@@ -19,7 +19,8 @@ import pytest
 
 import sisu
 from sisu.db import embedded, migrations
-from tests.helpers import SISU, pty_run, run_sisu, scalar
+from tests.support.cli import SISU, pty_run, run_sisu
+from tests.support.db import scalar
 
 UNREACHABLE = "postgresql://postgres@127.0.0.1:1/x"
 

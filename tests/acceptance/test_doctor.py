@@ -16,10 +16,12 @@ from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.drills.processes import WorkerProcess
 from sisu.service import intents
 from sisu.service.backend import Backend
-from tests.helpers import Result, rows, run_sisu, scalar
-from tests.operator_support import wait_worker_ready, worker_running
-from tests.ops_support import cloned_database, sisu_env_for
-from tests.runloop_support import free_port, poll, running_serve, running_worker, wait_run_done
+from tests.support.cli import Result, run_sisu, sisu_env_for
+from tests.support.db import cloned_database, rows, scalar
+from tests.support.polling import poll
+from tests.support.runs import wait_run_done
+from tests.support.serve import free_port, running_serve
+from tests.support.workers import running_worker, wait_worker_ready
 
 
 def quiet_ports(env: dict[str, str]) -> dict[str, str]:
@@ -133,7 +135,7 @@ def test_a_worker_of_another_database_on_the_port_is_named_never_killed(
     deployment is configured with: doctor cannot tie it to its rows, so it is not stale."""
     with (
         cloned_database(pg_admin_url, template_db, "sisu_other") as other_url,
-        worker_running(other_url, tmp_path, name="other") as other,
+        running_worker(other_url, tmp_path, name="other", fast_retries=True, kill=True) as other,
     ):
         wait_worker_ready(other_url, other)
         port = admin_port_of(other_url, other)
@@ -148,7 +150,7 @@ def test_a_worker_of_another_database_on_the_port_is_named_never_killed(
 def test_a_worker_of_this_database_that_stopped_heartbeating_is_stale(
     sisu_env: dict[str, str], db_url: str, tmp_path: Path
 ) -> None:
-    with worker_running(db_url, tmp_path, name="own") as worker:
+    with running_worker(db_url, tmp_path, name="own", fast_retries=True, kill=True) as worker:
         wait_worker_ready(db_url, worker)
         env = {
             **sisu_env,

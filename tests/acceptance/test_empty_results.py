@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from sisu.db.url import redact
-from tests.helpers import run_sisu
+from tests.support.cli import run_sisu
 
 
 def named(db_url: str, stderr: str) -> bool:

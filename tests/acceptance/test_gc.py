@@ -8,7 +8,6 @@ slow step on a live worker) and queued (on a queue no worker serves)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +23,19 @@ from sisu.db.queries import q
 from sisu.drills.processes import WorkerProcess
 from sisu.service import human, repair
 from sisu.service.gc import TABLES
-from tests.helpers import SISU, rows, run_sisu, scalar
-from tests.operator_support import (
+from tests.support.cli import FAST_BACKOFF, SISU, fast_retry_env, run_sisu
+from tests.support.db import rows, scalar
+from tests.support.polling import poll
+from tests.support.runs import (
     ANSWER,
     ASK_GOAL,
-    FAST_BACKOFF,
     fast_backend,
-    sisu_env,
     start_intent,
-    wait_dbos_status,
-    wait_worker_ready,
-    worker_running,
+    wait_run_done,
+    wait_run_status,
+    wait_workflow_status,
 )
-from tests.runloop_support import INTENT_QUEUE, poll, wait_run_done, wait_run_status
+from tests.support.workers import intent_worker, running_worker, wait_worker_ready
 
 FINISHED = ("succeeded", "failed", "canceled")
 
@@ -58,17 +57,9 @@ class Fleet:
 def sandbox_worker(url: str, tmp: Path) -> WorkerProcess:
     """A worker whose ExecuteST runs the plan's testCommand (unisolated: these tests are about
     the output files it leaves in $SISU_HOME/logs/runs, not about the sandbox)."""
-    executor_id = f"gc-sbx-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp / "logs" / f"{executor_id}.log",
-        extra_args=("--executor", "sandbox", "--sandbox-isolation", "none"),
-        extra_env={"SISU_HOME": str(tmp / "home"), "SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF},
-        clean_env=True,
-    ).start()
+    args = ("--executor", "sandbox", "--sandbox-isolation", "none")
+    fast = {"SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF}
+    return intent_worker(url, tmp, "gc-sbx", *args, env=fast).start()
 
 
 def answer(backend: Any, run_id: str, kind: str, payload: dict[str, Any]) -> None:
@@ -104,13 +95,13 @@ def fleet(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             )
             wait_run_done(url, ok, worker=sbx)
             wait_run_status(url, bad, "failed", worker=sbx)
-            wait_dbos_status(url, bad, "ERROR")
+            wait_workflow_status(url, bad, "ERROR")
         finally:
             sbx.stop()
         finished[ok] = "succeeded"
         finished[bad] = "failed"
 
-        with worker_running(url, tmp, name="gc") as worker:
+        with running_worker(url, tmp, name="gc", fast_retries=True, kill=True) as worker:
             wait_worker_ready(url, worker)
             plain = start_intent(b, "plain work", inputs={"tasks": 2})
             answered = start_intent(b, ASK_GOAL)
@@ -132,10 +123,10 @@ def fleet(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
             for run_id in (plain, answered):
                 wait_run_done(url, run_id, worker=worker)
             wait_run_status(url, timed_out, "failed", worker=worker)
-            wait_dbos_status(url, timed_out, "ERROR")
+            wait_workflow_status(url, timed_out, "ERROR")
             wait_run_status(url, rejected, "canceled", worker=worker)
-            wait_dbos_status(url, rejected, "SUCCESS")
-            wait_dbos_status(url, canceled_queued, "CANCELLED")
+            wait_workflow_status(url, rejected, "SUCCESS")
+            wait_workflow_status(url, canceled_queued, "CANCELLED")
             wait_run_status(url, exhausted, "retries_exceeded", worker=worker)
             wait_run_status(url, running, "running", worker=worker)
             finished.update(
@@ -174,7 +165,9 @@ def fleet(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                         {"dead": "gone-1", "me": worker.executor_id, "app_version": "v1",
                          "n": len(ids), "ids": ids},
                     )  # fmt: skip
-            yield Fleet(url, sisu_env(url, tmp / "home"), tmp / "home", worker, finished, live)
+            yield Fleet(
+                url, fast_retry_env(url, tmp / "home"), tmp / "home", worker, finished, live
+            )
 
 
 def tables(url: str) -> list[str]:
@@ -204,13 +197,14 @@ def mentions(url: str, ids: list[str]) -> dict[tuple[str, str], int]:
 
 
 def table_sizes(url: str) -> dict[str, int]:
+    def size(conn: psycopg.Connection[Any], name: str) -> int:
+        counted = sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*name.split(".")))
+        row = conn.execute(counted).fetchone()
+        assert row is not None
+        return int(row[0])
+
     with psycopg.connect(url) as conn:
-        return {
-            name: conn.execute(
-                sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(*name.split(".")))
-            ).fetchone()[0]
-            for name in tables(url)
-        }
+        return {name: size(conn, name) for name in tables(url)}
 
 
 def folders(home: Path) -> set[str]:

@@ -13,24 +13,22 @@ import httpx
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import run_sisu, scalar
-from tests.operator_support import (
+from tests.support.cli import fast_retry_env, run_sisu
+from tests.support.db import scalar
+from tests.support.runs import (
     ANSWER,
     ASK_GOAL,
+    STEP_IDS,
     human_event_count,
     run_row,
-    sisu_env,
     step_attempts,
-    wait_dbos_status,
-    worker_running,
-)
-from tests.runloop_support import (
-    ERROR_KEYS,
-    STEP_IDS,
-    running_serve,
     wait_run_done,
     wait_run_status,
+    wait_workflow_status,
 )
+from tests.support.runview import ERROR_KEYS
+from tests.support.serve import running_serve
+from tests.support.workers import running_worker
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +44,12 @@ def hitl_db(module_db_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def hitl_env(hitl_db: str, hitl_tmp: Path) -> dict[str, str]:
-    return sisu_env(hitl_db, hitl_tmp / "home")
+    return fast_retry_env(hitl_db, hitl_tmp / "home")
 
 
 @pytest.fixture(scope="module")
 def worker(hitl_db: str, hitl_tmp: Path) -> Iterator[WorkerProcess]:
-    with worker_running(hitl_db, hitl_tmp, name="hitl") as w:
+    with running_worker(hitl_db, hitl_tmp, name="hitl", fast_retries=True, kill=True) as w:
         yield w
 
 
@@ -185,7 +183,7 @@ def test_an_unanswered_question_times_out(
     row = run_row(hitl_db, run_id)
     assert row["error"]["code"] == "input_timeout", row["error"]
     assert row["next_action"] is None
-    wait_dbos_status(hitl_db, run_id, "ERROR")
+    wait_workflow_status(hitl_db, run_id, "ERROR")
     assert [s for s, _, _ in step_attempts(hitl_db, run_id)] == ["CompileST", "ApplyPatchST"]
 
     # Too late now: the run does not wait any more.
@@ -251,7 +249,7 @@ def test_an_approval_gate_takes_approve_and_reject_from_the_cli_and_http(
     wait_run_done(hitl_db, approved, worker=worker)
     for run_id, reason in ((rejected, "too risky"), (over_http, "rejected without a reason")):
         wait_run_status(hitl_db, run_id, "canceled", worker=worker)
-        wait_dbos_status(hitl_db, run_id, "SUCCESS")
+        wait_workflow_status(hitl_db, run_id, "SUCCESS")
         row = run_row(hitl_db, run_id)
         assert row["error"] == {"code": "rejected", "message": reason, "step": "DecideST"}
         assert [a[0] for a in step_attempts(hitl_db, run_id)] == ["CompileST", "ApplyPatchST"]

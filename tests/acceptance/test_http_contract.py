@@ -24,8 +24,9 @@ from schemathesis import GenerationMode
 from sisu.contracts.runs import cursor_format
 from sisu.service import paging
 from tests.acceptance.test_api import base_env, error_of
-from tests.helpers import run_sisu, table_counts
-from tests.runloop_support import clone_template, drop_database, running_serve
+from tests.support.cli import run_sisu
+from tests.support.db import clone_template, drop_database, table_counts
+from tests.support.serve import running_serve
 
 WRITTEN = ["app.intents", "app.runs", "app.human_events", "dbos.workflow_status"]
 MIB = 1024 * 1024
@@ -365,7 +366,7 @@ def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> 
     body and header as the document says, valid data accepted, invalid data refused."""
     schema = schemathesis.openapi.from_url(base_url + "/openapi.json", headers=headers)
     failures: list[str] = []
-    operations = [result.ok() for result in schema.get_all_operations()]
+    operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
     assert len(operations) == 12, [op.label for op in operations]  # GET /metrics is the 12th
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
@@ -378,7 +379,7 @@ def contract_failures(base_url: str, headers: dict[str, str], examples: int) -> 
                 database=None,
                 suppress_health_check=list(HealthCheck),
             )
-            def check(case: schemathesis.Case) -> None:
+            def check(case: schemathesis.Case[Any]) -> None:
                 # Called within this iteration, so the loop variable is the one meant.
                 positive = mode is GenerationMode.POSITIVE  # noqa: B023
                 if (

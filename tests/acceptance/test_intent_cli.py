@@ -15,14 +15,11 @@ import psycopg
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import SISU, Result, pty_run, rows, run_sisu, scalar, spawn_sisu
-from tests.runloop_support import (
-    ERROR_KEYS,
-    STEP_IDS,
-    assert_runview_shape,
-    run_status,
-    running_worker,
-)
+from tests.support.cli import SISU, Result, pty_run, run_sisu, spawn_sisu
+from tests.support.db import rows, scalar
+from tests.support.runs import STEP_IDS, run_status
+from tests.support.runview import ERROR_KEYS, assert_runview_shape
+from tests.support.workers import running_worker
 
 
 @pytest.fixture

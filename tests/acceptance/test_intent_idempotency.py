@@ -16,8 +16,11 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.helpers import Result, rows, run_sisu, scalar, table_counts
-from tests.runloop_support import COUNTED_TABLES, ERROR_KEYS, poll, running_serve
+from tests.support.cli import Result, run_sisu
+from tests.support.db import rows, scalar, table_counts
+from tests.support.polling import poll
+from tests.support.runview import COUNTED_TABLES, ERROR_KEYS
+from tests.support.serve import running_serve
 
 
 @pytest.fixture(scope="module")

@@ -17,17 +17,12 @@ import httpx
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import run_sisu, scalar
-from tests.operator_support import (
-    ANSWER,
-    ASK_GOAL,
-    FAST_BACKOFF,
-    fast_backend,
-    sisu_env,
-    start_intent,
-    wait_worker_ready,
-)
-from tests.runloop_support import INTENT_QUEUE, poll, running_serve, wait_run_status
+from tests.support.cli import FAST_BACKOFF, fast_retry_env, run_sisu
+from tests.support.db import scalar
+from tests.support.polling import poll
+from tests.support.runs import ANSWER, ASK_GOAL, fast_backend, start_intent, wait_run_status
+from tests.support.serve import running_serve
+from tests.support.workers import INTENT_QUEUE, wait_worker_ready
 
 PASSWORD = "pw-" + uuid.uuid4().hex[:12]
 API_TOKEN = "tok-" + uuid.uuid4().hex[:12]
@@ -187,7 +182,7 @@ def invalid_http_request(port: int) -> bytes:
 def test_serve_json_logs_are_one_object_per_line(
     db_url: str, tmp_path: Path, verbose: bool
 ) -> None:
-    env = sisu_env(
+    env = fast_retry_env(
         with_password(db_url, PASSWORD),
         tmp_path / "home",
         SISU_LOG_FORMAT="json",

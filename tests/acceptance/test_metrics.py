@@ -17,27 +17,26 @@ import pytest
 
 from sisu import metrics
 from sisu.drills.processes import WorkerProcess
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
-from tests.fake_webhook import FakeWebhook
-from tests.helpers import rows, scalar
-from tests.metrics_support import Page, scrape
-from tests.operator_support import (
-    ASK_GOAL,
-    FAST_BACKOFF,
-    PARTITIONED_QUEUE,
-    fast_backend,
-    sisu_env,
-    start_intent,
-    wait_dbos_status,
-    wait_worker_ready,
+from tests.support.cli import FAST_BACKOFF, fast_retry_env
+from tests.support.db import rows, scalar
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
 )
-from tests.runloop_support import (
-    ServeProcess,
-    intent_worker,
-    running_serve,
+from tests.support.fake_webhook import FakeWebhook
+from tests.support.metrics import Page, scrape
+from tests.support.runs import (
+    ASK_GOAL,
+    fast_backend,
+    start_intent,
     wait_run_done,
     wait_run_status,
+    wait_workflow_status,
 )
+from tests.support.serve import ServeProcess, running_serve
+from tests.support.workers import PARTITIONED_QUEUE, intent_worker, wait_worker_ready
 
 FAULTY = {"faults": {"ExecuteST": {"kind": "net_timeout", "times": 99}}}
 SUCCEEDING = 3
@@ -127,7 +126,7 @@ def fleet(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     url = module_db_url
     tmp = tmp_path_factory.mktemp("metrics")
     worker = worker_process(url, tmp, "metrics").start()
-    env = sisu_env(url, tmp / "home", SISU_METRICS_CACHE_SECONDS="0")
+    env = fast_retry_env(url, tmp / "home", SISU_METRICS_CACHE_SECONDS="0")
     try:
         with running_serve(env, tmp / "logs" / "serve.log") as shim:
             shim.wait_responding()
@@ -149,7 +148,7 @@ def fleet(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                 wait_run_done(url, rid, worker=worker)
             [faulty] = ids["faulty"]
             wait_run_status(url, faulty, "retries_exceeded", worker=worker)
-            wait_dbos_status(url, faulty, "ERROR")  # the workflow went on past finish_run
+            wait_workflow_status(url, faulty, "ERROR")  # the workflow went on past finish_run
             wait_run_status(url, ids["ask"][0], "waiting_input", worker=worker)
             yield Fleet(url, worker, shim, ids)
     finally:

@@ -16,9 +16,10 @@ import httpx
 import pytest
 
 from tests.acceptance.test_api import error_of
-from tests.helpers import Result, run_sisu, scalar
-from tests.paging_support import inbox_order, run_list_order, seed_runs
-from tests.runloop_support import running_serve
+from tests.support.cli import Result, run_sisu
+from tests.support.db import scalar
+from tests.support.paging import inbox_order, run_list_order, seed_runs
+from tests.support.serve import running_serve
 
 Page = dict[str, Any]
 
@@ -36,7 +37,7 @@ def ids(page: Page) -> list[str]:
 
 
 def page_through(
-    fetch: Callable[[str | None], Page], between: Callable[[int], None] = lambda _: None
+    fetch: Callable[[str | None], Page], between: Callable[[int], object] = lambda _: None
 ) -> list[Page]:
     """Every page, following `next` until it is null; `between(n)` runs after page n."""
     pages = [fetch(None)]

@@ -14,23 +14,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import Result, rows, run_sisu, scalar, table_counts
-from tests.operator_support import (
-    PARTITIONED_QUEUE,
-    fast_backend,
-    run_row,
-    sisu_env,
-    start_intent,
-    worker_running,
-    workflow_row,
-)
-from tests.runloop_support import (
-    COUNTED_TABLES,
-    ERROR_KEYS,
-    INTENT_QUEUE,
-    running_serve,
-    wait_run_done,
-)
+from tests.support.cli import Result, fast_retry_env, run_sisu
+from tests.support.db import rows, scalar, table_counts
+from tests.support.runs import fast_backend, run_row, start_intent, wait_run_done, workflow_row
+from tests.support.runview import COUNTED_TABLES, ERROR_KEYS
+from tests.support.serve import running_serve
+from tests.support.workers import INTENT_QUEUE, PARTITIONED_QUEUE, running_worker
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,7 @@ def qp_db(module_db_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def qp_env(qp_db: str, qp_tmp: Path) -> dict[str, str]:
-    return sisu_env(qp_db, qp_tmp / "home")
+    return fast_retry_env(qp_db, qp_tmp / "home")
 
 
 @pytest.fixture(scope="module")
@@ -412,13 +401,18 @@ def test_a_partition_key_sends_the_run_to_the_partitioned_queue(
 def test_with_a_worker_partitioned_runs_complete_and_finished_runs_free_their_dedupe_id(
     db_url: str, tmp_path: Path
 ) -> None:
-    env = sisu_env(db_url, tmp_path / "home")
+    env = fast_retry_env(db_url, tmp_path / "home")
     with fast_backend(db_url) as b:
         tenant_run = new_service_intent(b, "tenant work")
         deduped = start_intent(b, "deduped work", deduplication_id="release-me")
         later = new_service_intent(b, "later work")
-    with worker_running(
-        db_url, tmp_path, name="part", queues=(INTENT_QUEUE, PARTITIONED_QUEUE)
+    with running_worker(
+        db_url,
+        tmp_path,
+        name="part",
+        queues=(INTENT_QUEUE, PARTITIONED_QUEUE),
+        fast_retries=True,
+        kill=True,
     ) as worker:
         started = cli_ok(
             run_sisu(["intent", "run", tenant_run, "--partition-key", "tenant-b", "--json"], env)
@@ -456,7 +450,7 @@ def test_queue_list_shows_depth_by_queue_lane_and_status(db_url: str, tmp_path: 
         start_intent(b, "interactive one", lane="interactive")
         start_intent(b, "tenant one", queue_partition_key="tenant-c")
         start_intent(b, "tenant two", queue_partition_key="tenant-c")
-    env = sisu_env(db_url, tmp_path / "home")
+    env = fast_retry_env(db_url, tmp_path / "home")
     listed = cli_ok(run_sisu(["queue", "list", "--json"], env))
     got = {
         (q["queue"], q["lane"], q["partition"], q["status"]): q["count"] for q in listed["queues"]

@@ -6,7 +6,6 @@ asks for confirmation) and a real `sisu worker`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,25 +15,24 @@ import pexpect
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import Result, rows, run_sisu, scalar, spawn_sisu
-from tests.operator_support import (
+from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR
+from tests.support.cli import Result, fast_retry_env, run_sisu, spawn_sisu
+from tests.support.db import rows, scalar
+from tests.support.polling import poll
+from tests.support.runs import (
     ASK_GOAL,
     fast_backend,
     run_row,
-    sisu_env,
     start_intent,
     step_attempts,
-    wait_dbos_status,
-    worker_running,
-    workflow_row,
-)
-from tests.runloop_support import (
-    ERROR_KEYS,
-    poll,
-    running_serve,
     wait_run_done,
     wait_run_status,
+    wait_workflow_status,
+    workflow_row,
 )
+from tests.support.runview import ERROR_KEYS
+from tests.support.serve import running_serve
+from tests.support.workers import running_worker
 
 FAULTY = {"faults": {"ExecuteST": {"kind": "net_timeout", "times": 3}}}
 SLOW = {"sleepMs": 3000}
@@ -56,13 +54,22 @@ def rp_db(module_db_url: str) -> str:
 def rp_env(rp_db: str, rp_tmp: Path) -> dict[str, str]:
     # SISU_STEP_BACKOFF_SECONDS (fast retries) is in it: the process that starts a run passes
     # the retry policy to the run's workflow.
-    return sisu_env(rp_db, rp_tmp / "home")
+    return fast_retry_env(rp_db, rp_tmp / "home")
 
 
 @pytest.fixture(scope="module")
 def worker(rp_db: str, rp_tmp: Path) -> Iterator[WorkerProcess]:
-    # Several slots: a slow run being canceled must not hold up the others.
-    with worker_running(rp_db, rp_tmp, name="repair", concurrency=4) as w:
+    # Several slots: a slow run being canceled must not hold up the others. The markers show
+    # when a run's ExecuteST has started.
+    with running_worker(
+        rp_db,
+        rp_tmp,
+        name="repair",
+        concurrency=4,
+        fast_retries=True,
+        env={ENV_MARKER_DIR: str(markers(rp_tmp))},
+        kill=True,
+    ) as w:
         yield w
 
 
@@ -88,6 +95,13 @@ def cli_ok(result: Result) -> Any:
     return result.json()
 
 
+def markers(rp_tmp: Path) -> Path:
+    """Where the module's worker marks each ExecuteST it enters."""
+    path = rp_tmp / "markers"
+    path.mkdir(exist_ok=True)
+    return path
+
+
 def start(api: httpx.Client, goal: str = "repair me", inputs: dict[str, Any] | None = None) -> str:
     r = api.post("/intents", json={"goal": goal, "inputs": inputs or {}, "constraints": {}})
     assert r.status_code == 201, r.text
@@ -99,7 +113,7 @@ def start(api: httpx.Client, goal: str = "repair me", inputs: dict[str, Any] | N
 
 def wait_exhausted(url: str, run_id: str, worker: WorkerProcess) -> None:
     wait_run_status(url, run_id, "retries_exceeded", worker=worker, timeout=30)
-    wait_dbos_status(url, run_id, "ERROR")
+    wait_workflow_status(url, run_id, "ERROR")
 
 
 def receipts_seen_more_than_once(url: str) -> list[dict[str, Any]]:
@@ -181,37 +195,58 @@ def test_retry_is_refused_unless_the_run_needs_repair(
 # --- cancel over HTTP ------------------------------------------------------------------------
 
 
-def test_a_slow_run_is_canceled_once(api: httpx.Client, rp_db: str, worker: WorkerProcess) -> None:
+def test_a_slow_run_is_canceled_once(
+    api: httpx.Client, rp_db: str, rp_tmp: Path, worker: WorkerProcess
+) -> None:
     run_id = start(api, "slow", SLOW)
-    # Inside ExecuteST: the three steps before it are done, the slow one is executing.
+    # Inside ExecuteST: the three steps before it are done, the slow one has started.
     poll(
         "the slow run to be in ExecuteST",
-        lambda: True if run_row(rp_db, run_id)["last_step"] == "DecideST" else None,
+        lambda: True if list(markers(rp_tmp).glob(f"{run_id}.*.execute")) else None,
         timeout=30,
     )
     r = api.post(f"/runs/{run_id}/cancel")
     assert r.status_code == 202, r.text
     assert r.json() == {"accepted": True, "runId": run_id, "status": "canceled"}
     assert run_row(rp_db, run_id)["status"] == "canceled"
-    wait_dbos_status(rp_db, run_id, "CANCELLED")
+    wait_workflow_status(rp_db, run_id, "CANCELLED")
+    delivered = "SELECT count(*) FROM app.mock_receipts WHERE run_id = %s"
+    assert scalar(rp_db, delivered, (run_id,)) == 0  # canceled inside its 3 s, before the effect
 
     body = error_of(api.post(f"/runs/{run_id}/cancel"), 409, "invalid_state")
     assert body["details"]["status"] == "canceled"
     # A canceled run is not repairable either.
     error_of(api.post(f"/runs/{run_id}/retry"), 409, "invalid_state")
 
-    # The step that was executing when the run was canceled ends meanwhile (its 3 s are up
-    # once its delivery shows); it must not bring the run back to life.
-    deadline = time.monotonic() + 6
-    while time.monotonic() < deadline and not rows(
-        rp_db, "SELECT 1 FROM app.mock_receipts WHERE run_id = %s", (run_id,)
-    ):
-        time.sleep(0.1)
-    time.sleep(0.3)
+    # Cancel is not a rollback: the step already running does its work (its 3 s are up once
+    # its delivery shows), then its thread ends. Its transaction finds the workflow no longer
+    # its own and rolls back, so the run is not brought back to life and records no success.
+    poll(
+        "the canceled run's ExecuteST to deliver",
+        lambda: True if scalar(rp_db, delivered, (run_id,)) else None,
+        timeout=30,
+    )
+    poll(
+        "the worker to stop running the canceled run",
+        lambda: True if run_id not in _running_on(rp_db, worker) else None,
+        timeout=30,
+    )
+    assert scalar(rp_db, delivered, (run_id,)) == 1
+    assert ("ExecuteST", 1, "succeeded") not in step_attempts(rp_db, run_id)
     row = run_row(rp_db, run_id)
     assert (row["status"], row["next_action"]) == ("canceled", None)
     assert workflow_row(rp_db, run_id)["status"] == "CANCELLED"  # type: ignore[index]
     assert receipts_seen_more_than_once(rp_db) == []
+
+
+def _running_on(url: str, worker: WorkerProcess) -> list[str]:
+    """The workflows the worker's latest heartbeat says a thread of it runs."""
+    found = scalar(
+        url,
+        "SELECT active_workflows FROM app.workers WHERE executor_id = %s",
+        (worker.executor_id,),
+    )
+    return list(found or [])
 
 
 def test_a_queued_run_is_canceled_before_it_starts(
@@ -278,7 +313,7 @@ def test_cli_bulk_cancel_of_waiting_runs(
     assert {(o["runId"], o["ok"]) for o in result["results"]} == {(i, True) for i in asking}
     for run_id in asking:
         assert run_row(rp_db, run_id)["status"] == "canceled"
-        wait_dbos_status(rp_db, run_id, "CANCELLED")
+        wait_workflow_status(rp_db, run_id, "CANCELLED")
     assert scalar(rp_db, "SELECT count(*) FROM app.runs WHERE status = 'waiting_input'") == 0
 
 

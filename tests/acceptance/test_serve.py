@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_sisu
-from tests.runloop_support import running_serve
+from tests.support.cli import run_sisu
+from tests.support.serve import running_serve
 
 
 @pytest.mark.parametrize("command", [["serve", "--port"], ["worker", "--admin-port"]])

@@ -17,16 +17,10 @@ import pytest
 
 from sisu.contracts.runs import RUN_STATUSES
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import pty_run, rows, run_sisu, scalar, spawn_sisu
-from tests.operator_support import (
-    ASK_GOAL,
-    fast_backend,
-    sisu_env,
-    start_intent,
-    wait_worker_ready,
-    worker_running,
-)
-from tests.runloop_support import wait_run_status
+from tests.support.cli import fast_retry_env, pty_run, run_sisu, spawn_sisu
+from tests.support.db import rows, scalar
+from tests.support.runs import ASK_GOAL, fast_backend, start_intent, wait_run_status
+from tests.support.workers import running_worker, wait_worker_ready
 
 FAULTY = {"faults": {"ExecuteST": {"kind": "net_timeout", "times": 99}}}
 # What the module's runs settle in: three kinds of intent, one waiting run then canceled.
@@ -42,12 +36,14 @@ def top_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def env(module_db_url: str, top_tmp: Path) -> dict[str, str]:
-    return sisu_env(module_db_url, top_tmp / "home")
+    return fast_retry_env(module_db_url, top_tmp / "home")
 
 
 @pytest.fixture(scope="module")
 def worker(module_db_url: str, top_tmp: Path) -> Iterator[WorkerProcess]:
-    with worker_running(module_db_url, top_tmp, name="top", concurrency=4) as w:
+    with running_worker(
+        module_db_url, top_tmp, name="top", concurrency=4, fast_retries=True, kill=True
+    ) as w:
         wait_worker_ready(module_db_url, w)
         yield w
 

@@ -20,19 +20,25 @@ from sisu import names, tracing
 from sisu.contracts.runs import EventRequest
 from sisu.drills.processes import WorkerProcess
 from sisu.service import human, repair
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
-from tests.helpers import rows
-from tests.operator_support import (
+from tests.support.cli import FAST_BACKOFF
+from tests.support.db import rows
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
+)
+from tests.support.otlp_receiver import OtlpReceiver, Span
+from tests.support.runs import (
     ANSWER,
     ASK_GOAL,
-    FAST_BACKOFF,
     fast_backend,
     start_intent,
-    wait_dbos_status,
-    wait_worker_ready,
+    wait_run_done,
+    wait_run_status,
+    wait_workflow_status,
 )
-from tests.otlp_receiver import OtlpReceiver, Span
-from tests.runloop_support import intent_worker, wait_run_done, wait_run_status
+from tests.support.workers import intent_worker, wait_worker_ready
 
 STEPS = (names.COMPILE_ST, names.APPLY_PATCH_ST, names.DECIDE_ST, names.EXECUTE_ST)
 FLAKY = {"faults": {names.EXECUTE_ST: {"kind": "net_timeout", "times": 1}}}
@@ -102,7 +108,7 @@ def traced(module_db_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iter
                     "repaired": start_intent(b, "broken until retried", inputs=BROKEN),
                 }
                 wait_run_status(url, runs["repaired"], "retries_exceeded", worker=worker)
-                wait_dbos_status(url, runs["repaired"], "ERROR")
+                wait_workflow_status(url, runs["repaired"], "ERROR")
                 repair.retry_run(b, runs["repaired"])
             for run_id in runs.values():
                 wait_run_done(url, run_id, worker=worker)

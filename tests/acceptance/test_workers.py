@@ -17,16 +17,11 @@ from typing import Any
 import httpx
 
 from sisu.worker.admin import PORT_SEARCH_SPAN
-from tests.helpers import SISU, rows, run_sisu, scalar
-from tests.runloop_support import poll, wait_run_done
-from tests.scaleout_support import (
-    fleet_worker,
-    new_executor_id,
-    pending_by_executor,
-    submit,
-    wait_ready,
-    workflows,
-)
+from tests.support.cli import SISU, run_sisu
+from tests.support.db import rows, scalar
+from tests.support.polling import poll
+from tests.support.runs import pending_by_executor, submit, wait_run_done, workflows
+from tests.support.workers import fleet_worker, new_executor_id, wait_worker_ready
 
 WORKER_KEYS = [
     "executorId",
@@ -65,7 +60,7 @@ def test_two_workers_are_listed_alive_with_their_runs_in_flight_then_one_stops(
         for w in pair:
             w.start()
         for w in pair:
-            wait_ready(db_url, w)
+            wait_worker_ready(db_url, w)
         # Long enough to outlast a `sisu workers list` started on a loaded CI machine.
         ids = submit(db_url, 2, {"sleepMs": 6000})
         # One slot each: each worker holds exactly one of the two runs.
@@ -113,7 +108,7 @@ def test_a_killed_worker_is_listed_dead_with_its_run_still_in_flight(
     w = fleet_worker(db_url, tmp_path, new_executor_id("k"))
     try:
         w.start()
-        wait_ready(db_url, w)
+        wait_worker_ready(db_url, w)
         [rid] = submit(db_url, 1, {"sleepMs": 30000})
         poll("the run to be taken", lambda: pending_by_executor(db_url, [rid]) or None,
              timeout=15)  # fmt: skip

@@ -23,9 +23,11 @@ from sisu.contracts.runs import EventRequest, IntentCreate, RunRequest
 from sisu.drills.processes import WorkerProcess
 from sisu.service import human, intents
 from sisu.service.backend import Backend
-from tests.helpers import Result, rows, run_sisu, scalar
-from tests.ops_support import cloned_database, sisu_env_for, throwaway_home
-from tests.runloop_support import INTENT_QUEUE, poll, wait_run_done, wait_run_status
+from tests.support.cli import Result, run_sisu, sisu_env_for
+from tests.support.db import cloned_database, rows, scalar, throwaway_home
+from tests.support.polling import poll
+from tests.support.runs import wait_run_done, wait_run_status
+from tests.support.workers import INTENT_QUEUE
 
 CHAOS_KEYS = {
     "ok",

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Result, pty_run, rows, run_sisu
+from tests.support.cli import Result, pty_run, run_sisu
+from tests.support.db import rows
 
 DBOS_CLI = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "dbos")
 

@@ -6,21 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import run_sisu, scalar
-from tests.operator_support import (
+from tests.support.cli import fast_retry_env, run_sisu
+from tests.support.db import scalar
+from tests.support.polling import poll
+from tests.support.runs import (
     ANSWER,
     ASK_GOAL,
+    STEP_IDS,
     fast_backend,
     human_event_count,
-    new_worker,
     run_row,
-    sisu_env,
     start_intent,
     step_attempts,
-    wait_worker_ready,
+    wait_run_done,
+    wait_run_status,
     workflow_row,
 )
-from tests.runloop_support import STEP_IDS, poll, wait_run_done, wait_run_status
+from tests.support.workers import new_worker, wait_worker_ready
 
 
 def recovery_attempts(url: str, run_id: str) -> int:
@@ -36,8 +38,10 @@ def recovery_attempts(url: str, run_id: str) -> int:
 def test_a_waiting_run_survives_kill_9_and_the_answer_completes_it_once(
     db_url: str, tmp_path: Path
 ) -> None:
-    first = new_worker(db_url, tmp_path, name="hitl-kill")
-    second = new_worker(db_url, tmp_path, name="hitl-kill", executor_id=first.executor_id)
+    first = new_worker(db_url, tmp_path, name="hitl-kill", fast_retries=True)
+    second = new_worker(
+        db_url, tmp_path, name="hitl-kill", executor_id=first.executor_id, fast_retries=True
+    )
     try:
         first.start()
         with fast_backend(db_url) as b:
@@ -71,7 +75,7 @@ def test_a_waiting_run_survives_kill_9_and_the_answer_completes_it_once(
         assert cards == 1
         assert human_event_count(db_url, run_id) == 0
 
-        env = sisu_env(db_url, tmp_path / "home")
+        env = fast_retry_env(db_url, tmp_path / "home")
         sent = run_sisu(
             ["run", "event", run_id, "--type", "input", "--payload", '{"answer": "42"}', "--json"],
             env,

@@ -6,11 +6,10 @@ twice."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
-from tests.helpers import rows, run_sisu
 from tests.integration.test_llm_compiler import KEY, PLAN, llm_worker
 from tests.integration.test_repo_tools_durable import (
     LIST,
@@ -21,9 +20,16 @@ from tests.integration.test_repo_tools_durable import (
     repo_reader,
     steps,
 )
-from tests.operator_support import fast_backend, start_intent, wait_worker_ready
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import wait_run_done
+from tests.support.cli import run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
+)
+from tests.support.runs import fast_backend, start_intent, wait_run_done
+from tests.support.workers import wait_worker_ready
 
 
 def test_a_kill_during_a_model_request_repeats_at_most_that_request(
@@ -31,7 +37,7 @@ def test_a_kill_during_a_model_request_repeats_at_most_that_request(
 ) -> None:
     # The first answer does not validate, so the model is asked a second time; the worker is
     # killed while that second request is held. The first, checkpointed, must not be re-sent.
-    answers = iter([{"files": []}, PLAN, PLAN])
+    answers: Iterator[dict[str, Any]] = iter([{"files": []}, PLAN, PLAN])
 
     def respond(request: FakeRequest) -> dict[str, Any]:
         return tool_call_completion(output_tool_name(request), next(answers))

@@ -16,10 +16,11 @@ import pytest
 
 from sisu.db import embedded
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import rows, run_sisu
-from tests.ops_support import sisu_env_for, throwaway_home
-from tests.runloop_support import poll
-from tests.scaleout_support import in_execute, submit, wait_all_done, wait_ready
+from tests.support.cli import run_sisu, sisu_env_for
+from tests.support.db import rows, throwaway_home
+from tests.support.polling import poll
+from tests.support.runs import in_execute, submit, wait_all_done
+from tests.support.workers import wait_worker_ready
 
 # Each run holds ExecuteST this long; the database stays down past the end of every step.
 SLEEP_MS = 3000
@@ -50,7 +51,7 @@ def test_runs_in_flight_survive_a_postmaster_kill_without_a_worker_restart(home:
         clean_env=True,
     ).start()
     try:
-        wait_ready(url, worker)
+        wait_worker_ready(url, worker)
         ids = submit(url, 4, {"sleepMs": SLEEP_MS})
         poll("every run inside ExecuteST", lambda: in_execute(url, ids) == set(ids) or None,
              timeout=60)  # fmt: skip

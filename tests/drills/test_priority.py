@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import rows, run_sisu
-from tests.operator_support import fast_backend, start_intent, wait_worker_ready, worker_running
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import INTENT_QUEUE, poll
+from tests.support.cli import run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.polling import poll
+from tests.support.runs import fast_backend, start_intent
+from tests.support.workers import INTENT_QUEUE, running_worker, wait_worker_ready
 
 
 def _queue_eleven(db_url: str, tag: str) -> tuple[list[str], str]:
@@ -57,7 +58,9 @@ def _drain_with_concurrency_1(db_url: str, tmp_path: Path, ids: list[str], name:
         assert not bad, bad
         return True if all(s == {"wf": "SUCCESS", "run": "succeeded"} for s in statuses) else None
 
-    with worker_running(db_url, tmp_path, name=name, concurrency=1) as worker:
+    with running_worker(
+        db_url, tmp_path, name=name, concurrency=1, fast_retries=True, kill=True
+    ) as worker:
         poll("all eleven runs to succeed", all_done, timeout=60, interval=0.1)
         assert worker.alive(), worker.log_tail()
     return worker.executor_id
@@ -91,7 +94,7 @@ def test_a_new_workers_concurrency_is_in_force_before_its_first_dequeue(
     db_url: str, tmp_path: Path
 ) -> None:
     # Another worker, with no concurrency limit, leaves its queue settings in the database.
-    with worker_running(db_url, tmp_path, name="before") as before:
+    with running_worker(db_url, tmp_path, name="before", fast_retries=True, kill=True) as before:
         wait_worker_ready(db_url, before)
     for attempt in range(3):
         assert _stored(db_url, tmp_path)["workerConcurrency"] is None
@@ -103,5 +106,7 @@ def test_a_new_workers_concurrency_is_in_force_before_its_first_dequeue(
         stored = _stored(db_url, tmp_path)
         assert (stored["workerConcurrency"], stored["setBy"]) == (1, drained_by)
         # The next try starts from the unlimited settings again.
-        with worker_running(db_url, tmp_path, name=f"unlimited{attempt}") as other:
+        with running_worker(
+            db_url, tmp_path, name=f"unlimited{attempt}", fast_retries=True, kill=True
+        ) as other:
             wait_worker_ready(db_url, other)

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from sisu.drills.processes import WorkerProcess
-from tests.helpers import rows, run_sisu
-from tests.operator_support import new_worker, start_intent, wait_worker_ready, workflow_row
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import STEP_IDS, poll, wait_run_done, wait_run_status
+from tests.support.cli import run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.polling import poll
+from tests.support.runs import STEP_IDS, start_intent, wait_run_done, wait_run_status, workflow_row
+from tests.support.workers import new_worker, wait_worker_ready
 
 
 @contextmanager
@@ -80,7 +81,7 @@ def assert_audit_ok(url: str, run_id: str, tmp_path: Path) -> None:
 def test_killed_in_the_backoff_after_a_failed_attempt_the_run_keeps_one_failed_row(
     db_url: str, tmp_path: Path
 ) -> None:
-    worker = new_worker(db_url, tmp_path, name="recover-backoff")
+    worker = new_worker(db_url, tmp_path, name="recover-backoff", fast_retries=True)
     worker.start()
     try:
         wait_worker_ready(db_url, worker)
@@ -107,7 +108,7 @@ def test_killed_in_the_backoff_after_a_failed_attempt_the_run_keeps_one_failed_r
 def test_killed_inside_the_retry_the_run_keeps_one_failed_row(db_url: str, tmp_path: Path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
-    worker = new_worker(db_url, tmp_path, name="recover-retry")
+    worker = new_worker(db_url, tmp_path, name="recover-retry", fast_retries=True)
     worker.extra_env["SISU_DRILL_MARKER_DIR"] = str(markers)
     worker.start()
     try:
@@ -139,7 +140,7 @@ def test_killed_inside_the_retry_the_run_keeps_one_failed_row(db_url: str, tmp_p
 def test_a_step_out_of_attempts_across_a_kill_has_exactly_max_attempts_failed_rows(
     db_url: str, tmp_path: Path
 ) -> None:
-    worker = new_worker(db_url, tmp_path, name="recover-exceeded")
+    worker = new_worker(db_url, tmp_path, name="recover-exceeded", fast_retries=True)
     worker.start()
     try:
         wait_worker_ready(db_url, worker)

@@ -20,11 +20,12 @@ import pytest
 from sisu.drills.processes import WorkerProcess
 from sisu.sandbox import probe
 from sisu.service import repair
-from tests.helpers import pty_run, rows, run_sisu
 from tests.integration.test_repo_intents import git
-from tests.operator_support import fast_backend, run_row, start_intent, wait_worker_ready
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import INTENT_QUEUE, poll, wait_run_done, wait_run_status
+from tests.support.cli import FAST_BACKOFF, pty_run, run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.polling import poll
+from tests.support.runs import fast_backend, run_row, start_intent, wait_run_done, wait_run_status
+from tests.support.workers import intent_worker, wait_worker_ready
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO_ROOT / "examples" / "fix-a-test"
@@ -45,16 +46,9 @@ def example_repo(path: Path) -> Path:
 
 
 def sandbox_worker(url: str, tmp_path: Path, executor_id: str | None = None) -> WorkerProcess:
-    executor_id = executor_id or f"sbx-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=("--executor", "sandbox"),
-        extra_env={"SISU_HOME": str(tmp_path / "home"), "SISU_STEP_BACKOFF_SECONDS": "0.05"},
-        clean_env=True,
+    fast = {"SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF}
+    return intent_worker(
+        url, tmp_path, "sbx", "--executor", "sandbox", env=fast, executor_id=executor_id
     ).start()
 
 

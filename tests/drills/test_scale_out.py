@@ -14,13 +14,13 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.helpers import rows, run_sisu, scalar
-from tests.runloop_support import STEP_IDS, poll
-from tests.scaleout_support import (
-    FleetWorker,
-    fleet_worker,
+from sisu.drills.processes import WorkerProcess
+from tests.support.cli import run_sisu
+from tests.support.db import rows, scalar
+from tests.support.polling import poll
+from tests.support.runs import (
+    STEP_IDS,
     in_execute,
-    new_executor_id,
     pending_by_executor,
     receipts,
     recorded,
@@ -28,10 +28,14 @@ from tests.scaleout_support import (
     submit,
     succeeded_attempts,
     wait_all_done,
-    wait_heartbeat_after_ready,
-    wait_ready,
-    worker_row,
     workflows,
+)
+from tests.support.workers import (
+    fleet_worker,
+    new_executor_id,
+    wait_failover_sweeps,
+    wait_heartbeat_after_ready,
+    wait_worker_ready,
 )
 
 FAILOVER_TIMEOUT = 3
@@ -60,12 +64,12 @@ class FailoverDrill:
     env: dict[str, str]
     tmp: Path
     ids: list[str]
-    victim: FleetWorker
-    survivor: FleetWorker
+    victim: WorkerProcess
+    survivor: WorkerProcess
     held: list[str]
     executing_at_kill: set[str]
     took: float
-    extra: list[FleetWorker] = field(default_factory=list)
+    extra: list[WorkerProcess] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +88,7 @@ def failover(
         for w in pair:
             w.start()
         for w in pair:
-            wait_ready(url, w)
+            wait_worker_ready(url, w)
         ids = submit(url, 6, SLOW)
 
         def all_dequeued() -> dict[str, list[str]] | None:
@@ -178,8 +182,10 @@ def test_a_worker_that_comes_back_after_being_declared_dead_runs_nothing_twice(
     )
     failover.extra.append(back)
     back.start()
-    wait_ready(url, back)
-    time.sleep(3)  # DBOS's startup recovery and a few queue polls and failover sweeps
+    wait_worker_ready(url, back)
+    # DBOS's startup recovery ran before it was ready; two failover sweeps after it, each one
+    # heartbeat interval apart, let it look at the fleet and poll its queue several times.
+    wait_failover_sweeps(url, back, 2)
     assert back.alive(), back.log_tail()
 
     assert workflows(url, ids) == before  # status, executor, recovery attempts, updated_at
@@ -205,7 +211,7 @@ def test_sigterm_lets_the_run_in_execute_finish_and_exits_0(db_url: str, tmp_pat
     w = fleet_worker(db_url, tmp_path, new_executor_id("gr"), concurrency=1)
     try:
         w.start()
-        wait_ready(db_url, w)
+        wait_worker_ready(db_url, w)
         ids = submit(db_url, 2, {"sleepMs": 1500})
         # Whichever of the two was dequeued first (they may share an enqueue millisecond).
         [first] = poll("a run to be inside ExecuteST", lambda: in_execute(db_url, ids) or None,
@@ -233,10 +239,10 @@ def test_grace_0_exits_at_once_and_the_same_executor_id_recovers_the_run(
 ) -> None:
     executor_id = new_executor_id("g0")
     w = fleet_worker(db_url, tmp_path, executor_id, args=("--grace", "0"))
-    again: FleetWorker | None = None
+    again: WorkerProcess | None = None
     try:
         w.start()
-        wait_ready(db_url, w)
+        wait_worker_ready(db_url, w)
         # Long enough that a worker waiting for it (the default 10 s grace) could not exit fast.
         [rid] = submit(db_url, 1, {"sleepMs": 5000})
         poll("the run to be inside ExecuteST", lambda: in_execute(db_url, [rid]) or None,
@@ -280,12 +286,14 @@ def test_a_v1_run_with_only_a_v2_worker_is_stranded_named_by_doctor_and_resumed_
     v2 = fleet_worker(db_url, tmp_path, new_executor_id("v2"), app_version="v2")
     try:
         v2.start()
-        wait_ready(db_url, v2)
+        wait_worker_ready(db_url, v2)
         [stranded] = submit(db_url, 1, {}, app_version="v1")
-        # The v2 worker is serving: a v2 run completes on it meanwhile.
+        # The v2 worker is serving: a v2 run enqueued after the v1 one completes on it, so a
+        # queue poll passed the v1 run over; and its failover and resume sweeps (one per
+        # heartbeat) have looked at the fleet twice since.
         [served] = submit(db_url, 1, {}, app_version="v2")
         wait_all_done(db_url, [served], timeout=30, watch=(v2,))
-        time.sleep(2)
+        wait_failover_sweeps(db_url, v2, 2)
         assert statuses(db_url, [stranded]) == {stranded: "queued"}
         wf = workflows(db_url, [stranded])[stranded]
         assert (wf["status"], wf["application_version"]) == ("ENQUEUED", "v1")
@@ -334,7 +342,7 @@ def test_workers_of_two_versions_each_take_only_their_own_versions_runs(
         for w in fleet.values():
             w.start()
         for w in fleet.values():
-            wait_ready(db_url, w)
+            wait_worker_ready(db_url, w)
         ids = {v: submit(db_url, 3, {"sleepMs": 200}, app_version=v) for v in ("v1", "v2")}
         every = ids["v1"] + ids["v2"]
         wait_all_done(db_url, every, timeout=40, watch=tuple(fleet.values()))
@@ -360,7 +368,7 @@ def test_a_run_pending_on_a_dead_v1_worker_is_resumed_on_v2_keeping_its_complete
         for w in (v1, v2):
             w.start()
         for w in (v1, v2):
-            wait_ready(db_url, w)
+            wait_worker_ready(db_url, w)
         [rid] = submit(db_url, 1, {"sleepMs": 1500}, app_version="v1")
         # Inside ExecuteST, and DBOS has recorded DecideST too (a kill between a step's commit and
         # that record is the subject of its own test below).
@@ -416,11 +424,11 @@ def test_a_crash_between_a_steps_commit_and_its_dbos_record_recovers_without_rer
     replays the committed step from its datasource checkpoint."""
     executor_id = new_executor_id("cw")
     w = fleet_worker(db_url, tmp_path, executor_id)
-    again: FleetWorker | None = None
+    again: WorkerProcess | None = None
     box: list[str] = []
     try:
         w.start()
-        wait_ready(db_url, w)
+        wait_worker_ready(db_url, w)
         with stalled_after_compile_commit(db_url, box):
             w.kill()
         [rid] = box
@@ -449,7 +457,7 @@ def test_resume_keeps_a_step_that_committed_just_before_the_crash(
         for w in (v1, v2):
             w.start()
         for w in (v1, v2):
-            wait_ready(db_url, w)
+            wait_worker_ready(db_url, w)
         with stalled_after_compile_commit(db_url, box):
             v1.kill()
         [rid] = box
@@ -478,7 +486,7 @@ def test_a_ready_worker_never_looks_older_than_one_heartbeat_interval(
     w = fleet_worker(db_url, tmp_path, new_executor_id("hb"))
     try:
         w.start()
-        wait_ready(db_url, w)
+        wait_worker_ready(db_url, w)
         # The first beat goes out as the worker becomes ready; give it a moment to commit
         # (a loaded machine can take longer than a heartbeat interval to launch a worker).
         time.sleep(0.5)
@@ -500,13 +508,27 @@ def test_a_ready_worker_never_looks_older_than_one_heartbeat_interval(
     assert max(ages) < HEARTBEAT_SECONDS + 0.5, max(ages)
 
 
-def test_a_failover_timeout_below_the_heartbeat_interval_never_takes_runs_from_a_live_worker(
+def test_a_failover_timeout_shorter_than_one_and_a_half_heartbeats_is_refused_at_start(
+    db_url: str, sisu_env: dict[str, str]
+) -> None:
+    """Workers heartbeat every 2 s: a failover timeout of 1 s would take live workers for dead
+    and recover their in-flight runs, so the worker fails closed before it claims a row."""
+    refused = run_sisu(
+        ["worker", "--failover-timeout", "1", "--admin-port", "0"], sisu_env, timeout=60
+    )
+    assert refused.exit_code == 2, refused.stdout + refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("sisu: error[validation_error]: --failover-timeout 1 "), line
+    assert scalar(db_url, "SELECT count(*) FROM app.workers") == 0
+
+
+def test_the_shortest_accepted_failover_timeout_never_takes_runs_from_a_live_worker(
     db_url: str, tmp_path: Path
 ) -> None:
-    """Workers heartbeat every 2 s: a shorter failover timeout would take live workers for
-    dead and recover their in-flight runs. Either the worker refuses such a timeout (a
-    non-zero exit at start), or the runs of live workers are left alone."""
-    args = ("--failover-timeout", "1")
+    """At 1.5 heartbeats (3 s), two busy live workers never take each other for dead: each
+    keeps its own runs, and no failover is recorded."""
+    shortest = 1.5 * HEARTBEAT_SECONDS  # sisu.worker.process.MIN_FAILOVER_HEARTBEATS
+    args = ("--failover-timeout", f"{shortest:g}")
     pair = [
         fleet_worker(db_url, tmp_path, new_executor_id(n), concurrency=3, args=args)
         for n in ("ft-a", "ft-b")
@@ -515,32 +537,24 @@ def test_a_failover_timeout_below_the_heartbeat_interval_never_takes_runs_from_a
         for w in pair:
             w.start()
         for w in pair:
-            try:
-                wait_ready(db_url, w)
-            except AssertionError:
-                assert w.proc is not None
-                if w.proc.poll() not in (None, 0):
-                    # Refused at start, failing closed: a usage error, and no worker row.
-                    assert w.proc.returncode == 2, w.log_tail()
-                    assert worker_row(db_url, w.executor_id) is None
-                    return
-                raise
+            wait_worker_ready(db_url, w)
         for w in pair:
             wait_heartbeat_after_ready(db_url, w)
         ids = submit(db_url, 6, {"sleepMs": 2500})
         poll("both workers to hold runs", lambda: (
             True if len(pending_by_executor(db_url, ids)) == 2 else None), timeout=10)  # fmt: skip
-
-        def settled() -> bool | None:
-            if scalar(db_url, "SELECT count(*) FROM app.failovers"):
-                return True  # a live worker was taken for dead: no need to wait any longer
-            return True if set(statuses(db_url, ids).values()) == {"succeeded"} else None
-
-        poll("the runs to finish (or a failover)", settled, timeout=40)
-        assert rows(db_url, "SELECT dead_executor_id, recovered_by FROM app.failovers") == []
-        wait_all_done(db_url, ids, timeout=10, watch=tuple(pair))
+        held = pending_by_executor(db_url, ids)
+        # Each run inside ExecuteST outlasts a failover timeout, and both workers sweep twice
+        # while the other is busy.
+        for w in pair:
+            wait_failover_sweeps(db_url, w, 2)
+        wait_all_done(db_url, ids, timeout=60, watch=tuple(pair))
     finally:
         for w in pair:
             w.kill()
+    assert rows(db_url, "SELECT dead_executor_id, recovered_by FROM app.failovers") == []
+    finished_by = {wid: w["executor_id"] for wid, w in workflows(db_url, ids).items()}
+    assert finished_by == {wid: ex for ex, wids in held.items() for wid in wids}
+    assert {w["recovery_attempts"] for w in workflows(db_url, ids).values()} == {1}
     _one_attempt_per_step(db_url, ids)
     _no_duplicate_effects(db_url, ids)

@@ -9,30 +9,23 @@ import uuid
 from pathlib import Path
 
 from sisu.drills.processes import WorkerProcess
-from tests.fake_webhook import FakeWebhook
-from tests.helpers import rows, run_sisu
-from tests.operator_support import fast_backend, start_intent, wait_worker_ready
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import INTENT_QUEUE, wait_run_done
+from tests.support.cli import FAST_BACKOFF, run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.fake_webhook import FakeWebhook
+from tests.support.runs import fast_backend, start_intent, wait_run_done
+from tests.support.workers import intent_worker, wait_worker_ready
 
 TOKEN = "hook-secret-token-7"
 
 
 def http_worker(url: str, tmp_path: Path, hook: FakeWebhook, executor_id: str) -> WorkerProcess:
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=("--executor", "http"),
-        extra_env={
-            "SISU_HOME": str(tmp_path / "home"),
-            "SISU_WEBHOOK_URL": hook.url,
-            "SISU_WEBHOOK_TOKEN": TOKEN,
-            "SISU_STEP_BACKOFF_SECONDS": "0.05",
-        },
-        clean_env=True,
+    env = {
+        "SISU_WEBHOOK_URL": hook.url,
+        "SISU_WEBHOOK_TOKEN": TOKEN,
+        "SISU_STEP_BACKOFF_SECONDS": FAST_BACKOFF,
+    }
+    return intent_worker(
+        url, tmp_path, "http", "--executor", "http", env=env, executor_id=executor_id
     ).start()
 
 

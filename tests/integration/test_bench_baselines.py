@@ -14,8 +14,9 @@ import pytest
 
 from sisu.drills import bench, cpu
 from sisu.service.backend import Backend
-from tests.helpers import rows
-from tests.runloop_support import STEP_IDS, running_worker, wait_run_done
+from tests.support.db import rows
+from tests.support.runs import STEP_IDS, wait_run_done
+from tests.support.workers import running_worker
 
 
 def _evidence(url: str, run_id: str) -> dict[str, Any]:

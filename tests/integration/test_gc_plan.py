@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.plan_support import nodes, plan
+from tests.support.plans import nodes, plan
 
 RUNS = 6000
 # Statuses in the proportions a long-lived database has: mostly finished, a few live.

@@ -17,8 +17,8 @@ from sisu.db.queries import q
 from sisu.errors import IdempotencyConflict, ValidationFailed
 from sisu.service import intents
 from sisu.service.backend import Backend
-from tests.helpers import rows, scalar
-from tests.runloop_support import poll
+from tests.support.db import rows, scalar
+from tests.support.polling import poll
 
 
 def intent_rows(url: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 
 from sisu.db.queries import q
 from sisu.service import paging
-from tests.plan_support import nodes, plan
+from tests.support.plans import nodes, plan
 
 RUNS = 6000
 # Statuses in the proportions a long-lived database has: mostly finished, a few waiting.
@@ -163,7 +163,7 @@ def test_inbox_is_a_range_scan_of_runs_waiting_idx_and_a_card_lookup(
 def test_the_seeded_history_holds_what_the_plans_are_about(history: str) -> None:
     """Guards the premise: thousands of runs, every status, each waiting run with one card."""
     with psycopg.connect(history) as conn:
-        counts = dict(
+        counts: dict[str, int] = dict(
             conn.execute("SELECT status, count(*) FROM app.runs GROUP BY status").fetchall()
         )
         cards = conn.execute(

@@ -1,12 +1,11 @@
 """The llm compiler on a real worker process: its model is an OpenAI-compatible server this test
-starts on 127.0.0.1 (tests/fake_openai.py), reached by the real pydantic-ai client over real
+starts on 127.0.0.1 (tests/support/fake_openai.py), reached by the real pydantic-ai client over real
 HTTP. Every request the server received is one row of `app.opencode_calls`, with the model and
 its tokens; the API key is in no table."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,16 @@ from typing import Any
 import pytest
 
 from sisu.drills.processes import WorkerProcess
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
-from tests.helpers import rows, run_sisu
-from tests.operator_support import fast_backend, start_intent, wait_worker_ready
-from tests.ops_support import sisu_env_for
-from tests.runloop_support import INTENT_QUEUE, wait_run_done, wait_run_status
+from tests.support.cli import run_sisu, sisu_env_for
+from tests.support.db import rows
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
+)
+from tests.support.runs import fast_backend, start_intent, wait_run_done, wait_run_status
+from tests.support.workers import intent_worker, wait_worker_ready
 
 KEY = "sk-sisu-test-7f3a9c"
 PLAN = {
@@ -44,17 +48,7 @@ def fake() -> Iterator[FakeOpenAI]:
 
 def compiler_worker(url: str, tmp_path: Path, compiler: str, env: dict[str, str]) -> WorkerProcess:
     """A real worker with `--compiler COMPILER`, started from a clean environment plus `env`."""
-    executor_id = f"{compiler}-{uuid.uuid4().hex[:8]}"
-    return WorkerProcess(
-        url=url,
-        executor_id=executor_id,
-        app_version="v1",
-        queues=(INTENT_QUEUE,),
-        log_path=tmp_path / "logs" / f"{executor_id}.log",
-        extra_args=("--compiler", compiler),
-        extra_env={"SISU_HOME": str(tmp_path / "home"), **env},
-        clean_env=True,
-    ).start()
+    return intent_worker(url, tmp_path, compiler, "--compiler", compiler, env=env).start()
 
 
 def llm_worker(url: str, tmp_path: Path, fake: FakeOpenAI, **env: str) -> WorkerProcess:
@@ -190,7 +184,7 @@ def test_a_run_over_its_request_budget_stops_for_repair(
 ) -> None:
     # The first answer does not validate (no summary): the model is asked again, which the
     # budget of one request does not allow.
-    answers = iter([{"files": []}, PLAN])
+    answers: Iterator[dict[str, Any]] = iter([{"files": []}, PLAN])
 
     def respond(request: FakeRequest) -> dict[str, Any]:
         return tool_call_completion(output_tool_name(request), next(answers))
@@ -318,13 +312,13 @@ def test_replay_without_a_usable_source_exits_2_naming_the_variable(
 def test_doctor_checks_that_the_configured_model_answers(
     sisu_env: dict[str, str], fake: FakeOpenAI
 ) -> None:
-    from tests.runloop_support import free_port
+    from tests.support.serve import free_port
 
     def model_finding(**env: str) -> dict[str, Any]:
         llm_env = {**sisu_env, "SISU_COMPILER": "llm", "SISU_LLM_API_KEY": KEY, **env}
         result = run_sisu(["doctor", "--json"], llm_env)
         [found] = [f for f in result.json()["findings"] if f["name"] == "model"]
-        return found
+        return dict(found)
 
     ok = model_finding(SISU_LLM_MODEL="openai:fake-model", SISU_LLM_BASE_URL=fake.base_url)
     assert (ok["ok"], ok["fix"]) == (True, None)
@@ -362,7 +356,7 @@ def test_doctor_checks_each_provider_as_far_as_it_can(
         result = run_sisu(["doctor", "--json"], {**bare, **env})
         [found] = [f for f in result.json()["findings"] if f["name"] == "model"]
         assert KEY not in result.stdout + result.stderr
-        return found
+        return dict(found)
 
     # anthropic: its model list, from the server at SISU_LLM_BASE_URL (Anthropic's SDK adds /v1).
     anthropic_at = f"http://127.0.0.1:{fake.port}"
@@ -399,7 +393,7 @@ def test_the_replay_example_runs_without_a_model_or_a_key(
     calls.json, the example's intent, `intent run --wait`. Nothing listens for a model."""
     import subprocess
 
-    from tests.helpers import SISU
+    from tests.support.cli import SISU
 
     root = Path(__file__).resolve().parents[2]
     env = {

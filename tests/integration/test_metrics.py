@@ -14,11 +14,13 @@ import httpx
 import psycopg
 import pytest
 
+import sisu
 from sisu import metrics
 from sisu.worker import admin
-from tests.metrics_support import parse
-from tests.plan_support import nodes, plan
-from tests.runloop_support import free_port
+from tests.support.metrics import parse
+from tests.support.plans import nodes, plan
+from tests.support.polling import poll
+from tests.support.serve import free_port
 
 QUEUE = "sisu-intents"
 
@@ -171,7 +173,7 @@ def test_the_admin_port_answers_metrics_while_the_database_is_down(admin_server:
     assert r.headers["content-type"] == metrics.CONTENT_TYPE
     page = parse(r.text)
     assert page.value("sisu_database_up") == 0
-    assert page.value("sisu_build_info", version=metrics.__version__, app_version="v1") == 1
+    assert page.value("sisu_build_info", version=sisu.__version__, app_version="v1") == 1
     # The health probe is untouched by the route beside it.
     assert httpx.get(f"http://127.0.0.1:{admin_server}/healthz", timeout=10).json() == {"ok": True}
 
@@ -207,3 +209,30 @@ def test_runs_in_flight_is_an_index_scan_on_a_long_history(db_url: str) -> None:
         assert indexes and indexes <= IN_FLIGHT_INDEXES, root
     gauges = metrics.DatabaseGauges(db_url, cache_seconds=0)
     assert gauges.snapshot().in_flight == {"queued": 60, "running": 0, "waiting_input": 60}
+
+
+def _sweeps(gauges: metrics.DatabaseGauges) -> dict[str, float]:
+    page = parse(metrics.render(metrics.worker_page(gauges, app_version="v1")).decode())
+    return page.by_label("sisu_failover_sweeps_total", "outcome")
+
+
+def test_failover_sweeps_are_counted_ok_and_error(db_url: str, nowhere: str) -> None:
+    """A sweep that read the fleet counts `ok`; one whose database is down counts `error` (it
+    is tried again on the next tick)."""
+    from sisu.worker.failover import Failover
+
+    gauges = metrics.DatabaseGauges(nowhere, cache_seconds=0)
+    assert set(_sweeps(gauges)) == {"ok", "error"}
+    for url, counted, other in ((db_url, "ok", "error"), (nowhere, "error", "ok")):
+        start = _sweeps(gauges)
+        watcher = Failover(url, "sweeper", "v1", timeout=3, interval=0.01)
+        watcher.start()
+        try:
+            poll(
+                f"two {counted} sweeps",
+                lambda: True if _sweeps(gauges)[counted] >= start[counted] + 2 else None,  # noqa: B023
+                timeout=30,
+            )
+        finally:
+            watcher.stop()
+        assert _sweeps(gauges)[other] == start[other], (url, _sweeps(gauges), start)

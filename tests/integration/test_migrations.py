@@ -11,7 +11,7 @@ import pytest
 
 from sisu.db import migrations
 from sisu.errors import MigrationError
-from tests.helpers import rows, scalar
+from tests.support.db import rows, scalar
 
 APP_TABLES = {
     "intents",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sisu import engine
 from sisu.worker import queues
-from tests.helpers import rows
+from tests.support.db import rows
 
 
 def _settings(concurrency: int | None) -> dict[str, dict[str, object]]:

@@ -15,14 +15,9 @@ from sisu.contracts.runs import EventRequest, IntentCreate, RunRequest
 from sisu.errors import NotFound, ValidationFailed
 from sisu.service import human, intents, views
 from sisu.service.backend import Backend
-from tests.helpers import rows, scalar
-from tests.runloop_support import (
-    running_worker,
-    wait_run_done,
-    wait_run_status,
-    wait_workflow_status,
-    worker_home,
-)
+from tests.support.db import rows, scalar
+from tests.support.runs import wait_run_done, wait_run_status, wait_workflow_status
+from tests.support.workers import running_worker, worker_home
 
 
 def git(repo: Path, *args: str) -> str:

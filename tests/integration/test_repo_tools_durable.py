@@ -1,7 +1,7 @@
-"""The repository tools inside a real DBOS workflow (tests/repo_tools_probe.py, a subprocess)
-with the real pydantic-ai client talking to the fake OpenAI server over HTTP: the model lists
-and reads the repository at the request's commit, each tool call is a DBOS step between the
-model requests, and a refused path reaches the model as a tool result, not a crash."""
+"""The repository tools inside a real DBOS workflow (tests/support/repo_tools_probe.py, a
+subprocess) with the real pydantic-ai client talking to the fake OpenAI server over HTTP: the
+model lists and reads the repository at the request's commit, each tool call is a DBOS step
+between the model requests, and a refused path reaches the model as a tool result, not a crash."""
 
 from __future__ import annotations
 
@@ -14,9 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
-from tests.helpers import rows
 from tests.integration.test_llm_compiler import KEY, PLAN
+from tests.support.db import rows
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 # The model's moves, one per request: what it asks the tools, then its plan.
@@ -61,7 +66,7 @@ def make_repo(root: Path) -> tuple[Path, str]:
 
 @dataclass
 class Probe:
-    """One run of tests/repo_tools_probe.py; `start()` again after a kill to recover."""
+    """One run of tests/support/repo_tools_probe.py; `start()` again after a kill to recover."""
 
     url: str
     fake: FakeOpenAI
@@ -79,7 +84,8 @@ class Probe:
         args = [self.url, self.fake.base_url, KEY, self.executor_id, self.workflow_id]
         with self.log.open("a") as log:
             return subprocess.Popen(
-                [sys.executable, "-m", "tests.repo_tools_probe", *args, json.dumps(self.request)],
+                [sys.executable, "-m", "tests.support.repo_tools_probe", *args,
+                 json.dumps(self.request)],
                 cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True,
             )  # fmt: skip
 
@@ -167,10 +173,9 @@ def test_a_worker_plans_a_repository_intent_reading_the_repository(
 ) -> None:
     """The whole path: `sisu intent create --repo` pins the commit, a real `--compiler llm`
     worker's model reads the repository through the tools, and the run succeeds."""
-    from tests.helpers import run_sisu
     from tests.integration.test_llm_compiler import llm_worker
-    from tests.operator_support import wait_worker_ready
-    from tests.ops_support import sisu_env_for
+    from tests.support.cli import run_sisu, sisu_env_for
+    from tests.support.workers import wait_worker_ready
 
     repo, commit = make_repo(tmp_path)
     env = sisu_env_for(db_url, tmp_path / "cli")

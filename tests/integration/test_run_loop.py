@@ -15,15 +15,10 @@ from sisu.engine import INTENT_QUEUE
 from sisu.errors import NotFound
 from sisu.service import intents, views
 from sisu.service.backend import Backend
-from tests.helpers import rows, table_counts
-from tests.runloop_support import (
-    COUNTED_TABLES,
-    STEP_IDS,
-    running_worker,
-    sha256_file,
-    wait_run_done,
-    worker_home,
-)
+from tests.support.db import rows, table_counts
+from tests.support.runs import STEP_IDS, wait_run_done
+from tests.support.runview import COUNTED_TABLES, sha256_file
+from tests.support.workers import running_worker, worker_home
 
 
 def new_intent(backend: Backend, goal: str = "run loop", **inputs: object) -> str:

@@ -11,13 +11,9 @@ from pathlib import Path
 from sisu.contracts.runs import IntentCreate, RunRequest
 from sisu.service import intents, views
 from sisu.service.backend import Backend
-from tests.runloop_support import (
-    assert_runview_shape,
-    normalise_runview,
-    running_worker,
-    wait_run_done,
-    worker_home,
-)
+from tests.support.runs import wait_run_done
+from tests.support.runview import assert_runview_shape, normalise_runview
+from tests.support.workers import running_worker, worker_home
 
 GOLDEN = Path(__file__).parent.parent / "unit" / "golden" / "runview.json"
 

@@ -8,24 +8,18 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from sisu.drills.processes import WorkerProcess
 from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR
-from tests.helpers import rows
-from tests.operator_support import ASK_GOAL
-from tests.runloop_support import run_status, wait_run_status
-from tests.scaleout_support import (
-    FleetWorker,
-    new_executor_id,
-    submit,
-    wait_all_done,
-    wait_ready,
-)
+from tests.support.db import rows
+from tests.support.runs import ASK_GOAL, run_status, submit, wait_all_done, wait_run_status
+from tests.support.workers import new_executor_id, wait_worker_ready
 
 SLOTS = 2
 RUNS = 6
 
 
 def _execute_intervals(url: str, markers: Path, ids: list[str]) -> list[tuple[float, float]]:
-    entered = {}
+    entered: dict[str, float] = {}
     for marker in markers.iterdir():
         run_id, ns, point = marker.name.split(".")
         if point == "execute":
@@ -52,12 +46,12 @@ def _most_at_once(intervals: list[tuple[float, float]]) -> int:
     return most
 
 
-def _worker(db_url: str, tmp_path: Path, slots: int, markers: Path | None = None) -> FleetWorker:
+def _worker(db_url: str, tmp_path: Path, slots: int, markers: Path | None = None) -> WorkerProcess:
     executor_id = new_executor_id("slots")
     env = {"SISU_HOME": str(tmp_path / "home")}
     if markers is not None:
         env[ENV_MARKER_DIR] = str(markers)
-    return FleetWorker(
+    return WorkerProcess(
         url=db_url,
         executor_id=executor_id,
         app_version="v1",
@@ -65,6 +59,7 @@ def _worker(db_url: str, tmp_path: Path, slots: int, markers: Path | None = None
         admin_port=0,
         extra_env=env,
         extra_args=("--step-slots", str(slots)),
+        clean_env=True,
     ).start()
 
 
@@ -73,7 +68,7 @@ def test_a_worker_runs_at_most_its_step_slots_at_once(db_url: str, tmp_path: Pat
     markers.mkdir()
     worker = _worker(db_url, tmp_path, SLOTS, markers)
     try:
-        wait_ready(db_url, worker)
+        wait_worker_ready(db_url, worker)
         # Each ExecuteST holds its slot for a second; the worker takes all six runs at once
         # (no --concurrency), so only the slots can keep them apart.
         ids = submit(db_url, RUNS, {"sleepMs": 1000})
@@ -86,7 +81,7 @@ def test_a_worker_runs_at_most_its_step_slots_at_once(db_url: str, tmp_path: Pat
 def test_a_run_waiting_for_a_human_holds_no_slot(db_url: str, tmp_path: Path) -> None:
     worker = _worker(db_url, tmp_path, 1)
     try:
-        wait_ready(db_url, worker)
+        wait_worker_ready(db_url, worker)
         [asking] = submit(db_url, 1, {}, goal=ASK_GOAL)
         wait_run_status(db_url, asking, "waiting_input", worker=worker, timeout=60)
         ids = submit(db_url, 3, {})

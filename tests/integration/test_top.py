@@ -20,8 +20,8 @@ from sisu.contracts.top import TopFrame
 from sisu.db.queries import q
 from sisu.service import top
 from sisu.service.backend import Backend
-from tests.helpers import rows, scalar
-from tests.plan_support import nodes, plan
+from tests.support.db import rows, scalar
+from tests.support.plans import nodes, plan
 
 DEAD_AFTER = 15.0
 

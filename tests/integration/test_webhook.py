@@ -15,12 +15,12 @@ import pytest
 from sisu.workflow.steps.errors import DeliveryRejected, TransientStepError
 from sisu.workflow.steps.ports import Work
 from sisu.workflow.steps.webhook import RESPONSE_ROW_CHARS, HttpExecutor
-from tests.fake_webhook import FakeWebhook, WebhookRequest
-from tests.helpers import rows
+from tests.support.db import rows
+from tests.support.fake_webhook import FakeWebhook, WebhookRequest
 
 TOKEN = "whk-secret-7f3a9c"
 RUN = "run-hook-1"
-TASKS = (
+TASKS: tuple[dict[str, Any], ...] = (
     {"taskKey": "t1", "payload": {"n": 1}},
     {"taskKey": "t2", "payload": {"n": 2, "tags": ["a", "b"]}},
     {"taskKey": "t3", "payload": None},

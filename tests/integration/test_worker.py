@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -19,21 +18,16 @@ import pytest
 
 from sisu.drills.processes import WorkerProcess
 from sisu.errors import ValidationFailed
-from tests.helpers import rows, run_sisu
+from tests.support.cli import run_sisu
+from tests.support.db import rows
+from tests.support.polling import poll
 
 T = TypeVar("T")
 START_TIMEOUT = 60.0
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float = START_TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return poll(what, probe, timeout=timeout)
 
 
 def worker_row(url: str, executor_id: str) -> dict[str, Any] | None:
@@ -113,7 +107,7 @@ def test_worker_registers_and_heartbeats(worker: WorkerProcess, db_url: str) -> 
 def test_the_heartbeat_names_the_runs_the_worker_runs(worker: WorkerProcess, db_url: str) -> None:
     """`active_workflows` is what the `stalled_runs` oracle trusts: a run inside a slow step is
     listed while it runs and dropped once it finished."""
-    from tests.scaleout_support import submit, wait_all_done
+    from tests.support.runs import submit, wait_all_done
 
     [run_id] = submit(db_url, 1, {"sleepMs": 2000})
 

@@ -24,7 +24,7 @@ from sisu.contracts.runs import (
     StepView,
 )
 from sisu.errors import NotFound, ValidationFailed
-from tests.runloop_support import (
+from tests.support.runview import (
     DESIGN_RUNVIEW_KEYS,
     ERROR_KEYS,
     STEP_KEYS,

@@ -17,7 +17,12 @@ from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
-from tests.fake_openai import FakeOpenAI, FakeRequest, output_tool_name, tool_call_completion
+from tests.support.fake_openai import (
+    FakeOpenAI,
+    FakeRequest,
+    output_tool_name,
+    tool_call_completion,
+)
 
 KEY = "sk-fake-0123456789"
 

@@ -11,7 +11,7 @@ from psycopg import errors
 from sisu.db.faults import is_transient
 
 
-def _wrapped(orig: Exception) -> sqlalchemy.exc.DBAPIError:
+def _wrapped(orig: Exception) -> sqlalchemy.exc.StatementError:
     return sqlalchemy.exc.DBAPIError.instance("SELECT 1", {}, orig, psycopg.Error)
 
 

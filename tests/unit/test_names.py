@@ -120,7 +120,7 @@ def test_every_step_list_in_sql_is_the_four_steps_in_order() -> None:
 
 def test_every_step_id_sql_names_is_one_of_the_four() -> None:
     texts = [(sql_dir() / "queries.sql").read_text()]
-    texts += [p.read_text() for p in sorted((sql_dir() / "migrations").glob("*.sql"))]
+    texts += [p.read_text() for p in sorted(Path(str(sql_dir() / "migrations")).glob("*.sql"))]
     spelled = {s for t in texts for s in _quoted(t) if re.fullmatch(r"[A-Z]\w*ST", s)}
     assert spelled
     assert spelled <= set(names.STEP_IDS)
@@ -183,7 +183,9 @@ def test_retry_defaults_agree_everywhere(monkeypatch: pytest.MonkeyPatch) -> Non
     }
     # A workflow started without a policy retries as the defaults say.
     slept: list[float] = []
-    monkeypatch.setattr(intent.DBOS, "sleep", slept.append)
+    from dbos import DBOS
+
+    monkeypatch.setattr(DBOS, "sleep", slept.append)
     calls: list[int] = []
 
     def flaky() -> dict[str, Any]:

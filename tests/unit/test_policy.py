@@ -11,7 +11,7 @@ import pytest
 
 import sisu
 from sisu.audit import policy
-from tests.helpers import run_sisu
+from tests.support.cli import run_sisu
 
 FIXTURE_ROOT = Path(__file__).parent / "fixtures" / "policy" / "pkg"
 WF = "pkg/workflow/wf"

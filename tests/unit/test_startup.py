@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import sisu
-from tests.helpers import SISU
+from tests.support.cli import SISU
 
 # prometheus_client is for the pages a worker or the api-shim serves (sisu.metrics imports it
 # on first use); opentelemetry for a worker that exports traces (sisu.tracing).
@@ -137,33 +137,3 @@ def test_the_cli_itself_does_import_typer() -> None:
     # The same walk over sisu/cli finds typer: the check above is able to see one.
     names = {n for p in (PACKAGE / "cli").rglob("*.py") for _, n in _top_level_imports(p)}
     assert "typer" in names
-
-
-# A read command connects with psycopg alone: SQLAlchemy (and DBOS, the web stack) are for
-# workers, the api-shim and commands that enqueue.
-READ_HEAVY = ("sqlalchemy", "dbos", "fastapi", "uvicorn", "prometheus_client", "opentelemetry")
-
-
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["run", "show", "no-such-run", "--json"],
-        ["run", "list", "--json"],
-        ["run", "inbox"],
-        ["top", "--once", "--json"],
-    ],
-    ids=lambda a: " ".join(a),
-)
-def test_read_commands_import_no_engine(args: list[str], sisu_env: dict[str, str]) -> None:
-    proc = subprocess.run(
-        [SISU, *args],
-        capture_output=True,
-        text=True,
-        env={**sisu_env, "PYTHONPROFILEIMPORTTIME": "1"},
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode in (0, 4), proc.stderr[-2000:]
-    names = imported(proc.stderr)
-    assert "psycopg" in names  # it did reach the database
-    assert names.isdisjoint(READ_HEAVY), sorted(names & set(READ_HEAVY))

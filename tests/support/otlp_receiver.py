@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
-from tests.runloop_support import poll
+from tests.support.polling import poll
 
 TRACES_PATH = "/v1/traces"
 

@@ -1,8 +1,10 @@
-"""Helpers shared by the test tiers: running the installed `sisu`, reading rows."""
+"""The installed `sisu` as a child process: with stdout and stderr kept apart, or in a real
+pseudo-terminal; and the environment such a child runs in."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -10,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pexpect
-import psycopg
-from psycopg.rows import dict_row
 
 SISU = str(Path(sys.executable).parent / "sisu")
+# Retries happen in the operator tests; a step's first retry waits this long (then doubles).
+FAST_BACKOFF = "0.05"
 
 
 @dataclass
@@ -50,16 +52,22 @@ def pty_run(args: list[str], env: dict[str, str], timeout: float = 120) -> tuple
     return code, child.before or ""
 
 
-def rows(url: str, query: str, params: Any = None) -> list[dict[str, Any]]:
-    with psycopg.connect(url, row_factory=dict_row) as conn:
-        return conn.execute(query, params).fetchall()
+def sisu_env_for(url: str | None, home: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `sisu` child (what the `sisu_env` fixture builds), for any database,
+    or none: `url=None` means the embedded server of `home`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SISU_", "DBOS__"))}
+    env.update(
+        SISU_HOME=str(home),
+        NO_COLOR="1",
+        COLUMNS="200",
+        PYTHONUNBUFFERED="1",
+    )
+    if url is not None:
+        env["SISU_DATABASE_URL"] = url
+    env.update(extra)
+    return env
 
 
-def scalar(url: str, query: str, params: Any = None) -> Any:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(query, params).fetchone()
-        return row[0] if row else None
-
-
-def table_counts(url: str, tables: list[str]) -> dict[str, int]:
-    return {t: scalar(url, f"SELECT count(*) FROM {t}") for t in tables}
+def fast_retry_env(url: str, home: Path, **extra: str) -> dict[str, str]:
+    """`sisu_env_for(url, home)` with fast step retries."""
+    return sisu_env_for(url, home, SISU_STEP_BACKOFF_SECONDS=FAST_BACKOFF, **extra)

@@ -4,7 +4,7 @@ to drive the repository tools through real DBOS steps with a request that names 
 (`repo`, `commit`) directly, and kill it mid-run; started again with the same executor id it
 recovers the workflow.
 
-    python -m tests.repo_tools_probe URL BASE_URL KEY EXECUTOR_ID WORKFLOW_ID REQUEST_JSON
+    python -m tests.support.repo_tools_probe URL BASE_URL KEY EXECUTOR_ID WORKFLOW_ID REQUEST_JSON
 """
 
 from __future__ import annotations

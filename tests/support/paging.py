@@ -11,7 +11,7 @@ from typing import Any
 
 import psycopg
 
-from tests.helpers import rows
+from tests.support.db import rows
 
 # Five runs to a timestamp: ties on the sort key are the normal case, not an accident.
 PER_TICK = 5

@@ -17,7 +17,8 @@ def plan(url: str, query: str, params: dict[str, Any]) -> dict[str, Any]:
         row = conn.execute("EXPLAIN (FORMAT JSON) " + q(query), params).fetchone()
     assert row is not None
     document: list[dict[str, Any]] = row[0]
-    return document[0]["Plan"]
+    root: dict[str, Any] = document[0]["Plan"]
+    return root
 
 
 def nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
