@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo crashdemo test test-integration lint clean
+.PHONY: install demo crashdemo test unit test-integration lint fmt clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ crashdemo: install
 test: install lint
 	$(BIN)/python -m pytest
 
+## The unit tier alone: seconds, no database (a unit test that asks for one fails).
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
 ## The integration tier alone (CI runs it again against an external PostgreSQL).
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
@@ -33,6 +37,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/sisu policy check
+
+## Format and apply ruff's safe fixes; `make lint` then checks what is left.
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -312,23 +312,41 @@ def _bulk(
 ) -> None:
     """`act` on one run by id, or on every run with --status S --all after a confirmation;
     `action` names it in messages."""
-    from sisu.cli._backend import backend, empty
-    from sisu.errors import SisuError, ValidationFailed
-    from sisu.service import repair
+    from sisu.errors import ValidationFailed
 
     _output.use_json(json)
     if run_id is not None:
         if all_ or status:
             raise ValidationFailed(f"give either a run id or --status S --all to {action}")
-        with backend() as b:
-            result = act(b, run_id)
-        if json:
-            _output.emit(result)
-        else:
-            _output.info(f"{action}: run {run_id} accepted")
-        return
-    if not (all_ and status):
+        _bulk_one(action, act, run_id, json)
+    elif all_ and status:
+        _bulk_many(action, act, status, yes, json)
+    else:
         raise ValidationFailed(f"give a run id, or --status S --all to {action} many runs")
+
+
+def _bulk_one(
+    action: str, act: Callable[[Backend, str], Contract], run_id: str, json: bool
+) -> None:
+    from sisu.cli._backend import backend
+
+    with backend() as b:
+        result = act(b, run_id)
+    if json:
+        _output.emit(result)
+    else:
+        _output.info(f"{action}: run {run_id} accepted")
+
+
+def _bulk_many(
+    action: str, act: Callable[[Backend, str], Contract], status: str, yes: bool, json: bool
+) -> None:
+    """Each run's outcome is reported on its own; one failure does not stop the rest, and
+    makes the command exit 1."""
+    from sisu.cli._backend import backend, empty
+    from sisu.errors import SisuError
+    from sisu.service import repair
+
     with backend() as b:
         ids = repair.run_ids_with_status(b, status)
         if not ids:

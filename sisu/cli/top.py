@@ -127,7 +127,9 @@ def _unavailable(last: TopFrame | None, message: str, interval: float) -> Render
     return Group(problem, Text("last frame read:", "dim"), render(last, interval=interval))
 
 
-def render(frame: TopFrame, *, interval: float | None = None) -> RenderableType:
+def render(  # noqa: C901 — one panel per branch; split when it grows
+    frame: TopFrame, *, interval: float | None = None
+) -> RenderableType:
     """The dashboard of one frame."""
     from rich.console import Group
     from rich.table import Table

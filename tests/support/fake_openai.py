@@ -253,7 +253,9 @@ class FakeOpenAI:
         return self.respond(request)
 
 
-def _handler_for(fake: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
+def _handler_for(  # noqa: C901 — the handler class is a closure over the fake
+    fake: FakeOpenAI,
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the OpenAI client expects
 
