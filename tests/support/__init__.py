@@ -8,6 +8,7 @@
 - `serve`: a real `sisu serve` child on a free port.
 - `runview`: the RunView wire shape and its golden-file normaliser.
 - `paging`, `plans`, `metrics`: seeded histories, EXPLAIN plans, Prometheus pages.
-- `fake_openai`, `fake_webhook`, `otlp_receiver`: the outside systems, served on 127.0.0.1.
+- `fake_openai`, `fake_webhook`, `otlp_receiver`: the outside systems, each a `local_http`
+  server on 127.0.0.1.
 - `repo_tools_probe`: a subprocess running the repository tools inside a DBOS workflow.
 """

@@ -25,9 +25,10 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.local_http import LocalServer
 
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
@@ -137,7 +138,7 @@ def _stream_chunks(done: dict[str, Any], include_usage: bool) -> Iterator[dict[s
 
 
 @dataclass
-class FakeOpenAI:
+class FakeOpenAI(LocalServer):
     """The server. Use as a context manager, or `start()` / `stop()`."""
 
     respond: Responder = field(default=lambda _req: completion(content="ok"))
@@ -151,8 +152,6 @@ class FakeOpenAI:
         self._chat_count = 0
         self._failures: list[FakeError] = []
         self._stalls: dict[int, tuple[threading.Event, threading.Event]] = {}
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- knobs -------------------------------------------------------------------------------
 
@@ -188,43 +187,17 @@ class FakeOpenAI:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        assert self._server is not None, "the fake server is not started"
-        return int(self._server.server_address[1])
-
-    @property
     def base_url(self) -> str:
         """What to give the OpenAI client (`base_url`), e.g. http://127.0.0.1:PORT/v1."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> FakeOpenAI:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="fake-oai")
-        self._thread.start()
-        return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
-    def stop(self) -> None:
+    def _release_held(self) -> None:
         with self._lock:
             for _, release in self._stalls.values():
-                release.set()  # let held handler threads finish
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> FakeOpenAI:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+                release.set()
 
     # -- serving (called from handler threads) -----------------------------------------------
 

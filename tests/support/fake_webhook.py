@@ -21,9 +21,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.support.local_http import LocalServer
 
 HOOK_PATH = "/hook"
 
@@ -72,7 +73,7 @@ def _ok_body(request: WebhookRequest) -> str:
 
 
 @dataclass
-class FakeWebhook:
+class FakeWebhook(LocalServer):
     """The receiver. Use as a context manager, or `start()` / `stop()`."""
 
     def __post_init__(self) -> None:
@@ -80,8 +81,6 @@ class FakeWebhook:
         self._lock = threading.Lock()
         self._script: list[_Answer] = []
         self._hangs: list[Hang] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     # -- knobs -------------------------------------------------------------------------------
 
@@ -117,42 +116,16 @@ class FakeWebhook:
     # -- lifecycle ---------------------------------------------------------------------------
 
     @property
-    def port(self) -> int:
-        assert self._server is not None, "the fake receiver is not started"
-        return int(self._server.server_address[1])
-
-    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{HOOK_PATH}"
 
-    def start(self) -> FakeWebhook:
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True, name="fake-hook")
-        self._thread.start()
-        return self
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _handler_for(self)
 
-    def stop(self) -> None:
+    def _release_held(self) -> None:
         with self._lock:
             for held in self._hangs:
-                held.release.set()  # let held handler threads finish
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def __enter__(self) -> FakeWebhook:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+                held.release.set()
 
     # -- serving (called from handler threads) -----------------------------------------------
 
