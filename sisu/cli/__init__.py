@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import typer
 
@@ -30,7 +31,7 @@ from sisu.cli import (
     worker,
     workers,
 )
-from sisu.cli._compat import UsageProblem, reflow_help_paragraphs
+from sisu.cli._compat import NoSuchOption, UsageProblem, reflow_help_paragraphs
 from sisu.errors import SisuError
 
 app = typer.Typer(
@@ -53,7 +54,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show tracebacks and debug detail on errors."
+        False,
+        "--verbose",
+        "-v",
+        help="Show tracebacks and debug detail on errors (before or after the command).",
     ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
@@ -99,12 +103,38 @@ def _asks_for_help(args: list[str]) -> bool:
     return not args or "-h" in args or "--help" in args or (len(args) == 1 and args[0] in groups)
 
 
+VERBOSE_FLAGS = ("-v", "--verbose")
+
+
+def _verbose_moved_first(args: list[str], problem: UsageProblem) -> list[str] | None:
+    """`sisu run show ID -v`: click reads the root's options only before the command, so a
+    `-v` after it is "no such option". The same arguments with it moved first, or None when
+    the problem is another one. (`sisu audit -v` is audit's own option and never gets here.)"""
+    if not (isinstance(problem, NoSuchOption) and problem.option_name in VERBOSE_FLAGS):
+        return None
+    end = args.index("--") if "--" in args else len(args)  # after `--`, -v is an argument
+    return ["--verbose", *(a for a in args[:end] if a not in VERBOSE_FLAGS), *args[end:]]
+
+
+def _invoke(args: list[str]) -> Any:
+    try:
+        return app(args=args, standalone_mode=False)
+    except UsageProblem as problem:
+        # Refused while parsing, before any command ran (the root's callback only notes -v).
+        moved = _verbose_moved_first(args, problem)
+        if moved is None:
+            raise
+    # Outside the except block: a traceback shown by -v is the command's own, not chained.
+    return app(args=moved, standalone_mode=False)
+
+
 def main() -> None:
     """Console-script entry point: maps every failure to a clean message and an exit code."""
-    if _asks_for_help(sys.argv[1:]):
+    args = sys.argv[1:]
+    if _asks_for_help(args):
         reflow_help_paragraphs()
     try:
-        code = app(standalone_mode=False)
+        code = _invoke(args)
     except SisuError as exc:
         _output.error(exc)
         if _looked_up_in_the_database(exc):

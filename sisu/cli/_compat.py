@@ -9,8 +9,9 @@ import re
 # typer >= 0.26 vendors click, so its usage errors are not `click.ClickException`s, and typer
 # does not re-export the vendored class.
 from typer._click.exceptions import ClickException as UsageProblem
+from typer._click.exceptions import NoSuchOption
 
-__all__ = ["UsageProblem", "reflow_help_paragraphs"]
+__all__ = ["NoSuchOption", "UsageProblem", "reflow_help_paragraphs"]
 
 _LIST_ITEM = re.compile(r"\s*(?:[-*]|\d+[.)])\s")
 

@@ -12,7 +12,7 @@ import typer
 
 import sisu
 from sisu import compat
-from sisu.cli._compat import UsageProblem
+from sisu.cli._compat import NoSuchOption, UsageProblem
 
 PACKAGE = Path(sisu.__file__).parent
 PRIVATE = re.compile(r"_recover_pending_workflows|dbos\._|typer\._click|\._instances\b")
@@ -88,6 +88,20 @@ def test_usage_problem_is_what_typer_raises_for_a_bad_option() -> None:
         app(["--no-such-option"], standalone_mode=False)
     assert caught.value.exit_code == 2
     assert callable(caught.value.show)  # sisu.cli.main calls it
+
+
+def test_no_such_option_is_what_typer_raises_for_an_unknown_option_and_names_it() -> None:
+    """sisu.cli.main takes `-v` after the command by this exception's `option_name`."""
+    app = typer.Typer()
+
+    @app.command()
+    def only() -> None:
+        pass
+
+    with pytest.raises(NoSuchOption) as caught:
+        app(["-v"], standalone_mode=False)
+    assert isinstance(caught.value, UsageProblem)
+    assert caught.value.option_name == "-v"
 
 
 def test_typer_still_joins_help_paragraphs_through_the_hook_sisu_replaces(
