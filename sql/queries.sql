@@ -456,6 +456,19 @@ FROM dbos.queues q LEFT JOIN app.queue_settings s ON s.queue_name = q.name
 WHERE q.name = ANY(%(names)s)
 ORDER BY q.name;
 
+-- name: run_unserved
+-- A run DBOS holds enqueued, with no live worker of its app version on its queue: what
+-- `intent run --wait` and `run watch` tell the operator instead of waiting in silence. No row
+-- when the run is not enqueued, or a live worker can take it.
+SELECT w.application_version AS app_version, w.queue_name
+FROM dbos.workflow_status w
+WHERE w.workflow_uuid = %(run_id)s AND w.status = 'ENQUEUED'
+  AND NOT EXISTS (
+      SELECT 1 FROM app.workers k
+      WHERE k.stopped_at IS NULL AND k.app_version = w.application_version
+        AND w.queue_name = ANY (k.queues)
+        AND k.heartbeat_at > now() - make_interval(secs => %(dead_after_seconds)s));
+
 -- name: live_workers
 -- Workers whose heartbeat is recent and who have not stopped (healthz, doctor).
 SELECT executor_id, app_version, pid, host, admin_port, queues, concurrency,

@@ -129,10 +129,10 @@ def run(
     """Start the intent's run (its one durable workflow; runId = intentId).
 
     Running an intent again returns its existing run."""
-    from sisu.cli import _render
+    from sisu.cli import _render, _wait
     from sisu.cli._backend import backend
     from sisu.contracts.runs import RunRequest
-    from sisu.service import intents, views
+    from sisu.service import intents
 
     _output.use_json(json)
     fields: dict[str, Any] = {"trace_id": trace_id, "dedupe_policy": "join" if join else "reject"}
@@ -150,7 +150,7 @@ def run(
     with backend() as b:
         started = intents.start_run(b, intent_id, request)
         if wait:
-            final = views.wait_until_settled(b, started.run_id, timeout=timeout)
+            final = _wait.settle(b, started.run_id, timeout=timeout)
             started = started.model_copy(update={"status": final.status})
     if json:
         _output.emit(started)

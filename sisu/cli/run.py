@@ -114,9 +114,8 @@ def watch(
     """Watch a run live until it is terminal or waits for input.
 
     Exit 0 succeeded, 10 waiting_input, 1 failed/canceled/retries_exceeded, 124 on --timeout."""
-    from sisu.cli import _render
+    from sisu.cli import _render, _wait
     from sisu.cli._backend import backend
-    from sisu.service import views
 
     with backend() as b:
         if _output.interactive():
@@ -126,7 +125,7 @@ def watch(
 
             home = settings().home
             with Live(console=_output.err_console(), auto_refresh=False) as live:
-                final = views.wait_until_settled(
+                final = _wait.settle(
                     b,
                     run_id,
                     timeout=timeout,
@@ -135,7 +134,7 @@ def watch(
                     ),
                 )
         else:
-            final = views.wait_until_settled(b, run_id, timeout=timeout)
+            final = _wait.settle(b, run_id, timeout=timeout)
             _output.out_console().print(_render.run_view(final))
     raise typer.Exit(_render.exit_code_for(final.status))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from sisu.contracts.runs import (
@@ -120,6 +121,24 @@ def list_runs(
 
 
 SETTLED_STATUSES = TERMINAL_STATUSES | {"waiting_input"}
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """A queued run no live worker can take: none of its app version listens on its queue."""
+
+    app_version: str
+    queue: str
+
+
+def unserved(backend: Backend, run_id: str, *, dead_after_seconds: float) -> Unserved | None:
+    """Why the run cannot start now, or None: it is not enqueued, or a live worker of its app
+    version serves its queue (and will take it when it has a free slot)."""
+    with backend.read() as cur:
+        row = cur.execute(
+            q("run_unserved"), {"run_id": run_id, "dead_after_seconds": dead_after_seconds}
+        ).fetchone()
+    return None if row is None else Unserved(row["app_version"], row["queue_name"])
 
 
 def wait_until_settled(
