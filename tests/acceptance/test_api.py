@@ -16,9 +16,10 @@ import pytest
 from sisu.drills.processes import WorkerProcess
 from tests.support.cli import run_sisu
 from tests.support.db import clone_template, drop_database, rows, table_counts
+from tests.support.envelopes import error_of
 from tests.support.polling import poll
 from tests.support.runs import STEP_IDS, wait_workflow_status
-from tests.support.runview import COUNTED_TABLES, ERROR_KEYS, assert_runview_shape
+from tests.support.runview import COUNTED_TABLES, assert_runview_shape
 from tests.support.serve import free_port, running_serve
 from tests.support.workers import running_worker
 
@@ -59,16 +60,6 @@ def api(module_db_url: str, api_tmp: Path, api_worker: WorkerProcess) -> Iterato
         assert first.status_code == 200, first.text
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             yield client
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == ERROR_KEYS, body
-    assert body["error"] == code, body
-    assert isinstance(body["message"], str)
-    assert body["message"]
-    return dict(body)
 
 
 def create_intent(api: httpx.Client, **inputs: Any) -> str:

@@ -15,6 +15,7 @@ import pytest
 from sisu.drills.processes import WorkerProcess
 from tests.support.cli import fast_retry_env, run_sisu
 from tests.support.db import scalar
+from tests.support.envelopes import error_of
 from tests.support.runs import (
     ANSWER,
     ASK_GOAL,
@@ -26,7 +27,6 @@ from tests.support.runs import (
     wait_run_status,
     wait_workflow_status,
 )
-from tests.support.runview import ERROR_KEYS
 from tests.support.serve import running_serve
 from tests.support.workers import running_worker
 
@@ -59,16 +59,6 @@ def api(hitl_env: dict[str, str], hitl_tmp: Path, worker: WorkerProcess) -> Iter
         assert server.wait_responding("/healthz").status_code == 200
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             yield client
-
-
-def error_of(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == ERROR_KEYS, body
-    if code is not None:
-        assert body["error"] == code, body
-    assert body["message"]
-    return body
 
 
 def start(api: httpx.Client, goal: str, constraints: dict[str, Any] | None = None) -> str:

@@ -23,9 +23,10 @@ from schemathesis import GenerationMode
 
 from sisu.contracts.runs import cursor_format
 from sisu.service import paging
-from tests.acceptance.test_api import base_env, error_of
+from tests.acceptance.test_api import base_env
 from tests.support.cli import run_sisu
 from tests.support.db import clone_template, drop_database, table_counts
+from tests.support.envelopes import error_of
 from tests.support.serve import running_serve
 
 WRITTEN = ["app.intents", "app.runs", "app.human_events", "dbos.workflow_status"]

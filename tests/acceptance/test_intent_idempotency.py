@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.cli import Result, run_sisu
 from tests.support.db import rows, scalar, table_counts
+from tests.support.envelopes import error_of
 from tests.support.polling import poll
 from tests.support.runview import COUNTED_TABLES, ERROR_KEYS
 from tests.support.serve import running_serve
@@ -36,14 +37,6 @@ def api(
 
 def keyed(url: str, key: str) -> list[dict[str, Any]]:
     return rows(url, "SELECT id, goal FROM app.intents WHERE idempotency_key = %s", (key,))
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == ERROR_KEYS, body
-    assert body["error"] == code, body
-    return body
 
 
 def test_the_same_key_and_body_answer_201_with_the_same_intent(

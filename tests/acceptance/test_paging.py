@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.acceptance.test_api import error_of
 from tests.support.cli import Result, run_sisu
 from tests.support.db import scalar
+from tests.support.envelopes import error_of
 from tests.support.paging import inbox_order, run_list_order, seed_runs
 from tests.support.serve import running_serve
 

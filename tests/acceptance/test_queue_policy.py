@@ -14,10 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cli import Result, fast_retry_env, run_sisu
+from tests.support.cli import fast_retry_env, run_sisu
 from tests.support.db import rows, scalar, table_counts
+from tests.support.envelopes import cli_error, cli_ok, error_of
 from tests.support.runs import fast_backend, run_row, start_intent, wait_run_done, workflow_row
-from tests.support.runview import COUNTED_TABLES, ERROR_KEYS
+from tests.support.runview import COUNTED_TABLES
 from tests.support.serve import running_serve
 from tests.support.workers import INTENT_QUEUE, PARTITIONED_QUEUE, running_worker
 
@@ -44,28 +45,6 @@ def api(qp_env: dict[str, str], qp_tmp: Path) -> Iterator[httpx.Client]:
         assert server.wait_responding("/healthz").status_code == 200
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             yield client
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == ERROR_KEYS, body
-    assert body["error"] == code, body
-    assert body["message"]
-    return body
-
-
-def cli_error(result: Result, exit_code: int, code: str) -> dict[str, Any]:
-    assert result.exit_code == exit_code, (result.exit_code, result.stdout, result.stderr)
-    body: dict[str, Any] = result.json()
-    assert set(body) == ERROR_KEYS, body
-    assert body["error"] == code, body
-    return body
-
-
-def cli_ok(result: Result) -> Any:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
-    return result.json()
 
 
 def new_intent(api: httpx.Client, goal: str = "queue policy") -> str:

@@ -16,8 +16,9 @@ import pytest
 
 from sisu.drills.processes import WorkerProcess
 from sisu.workflow.steps.drill_hooks import ENV_MARKER_DIR
-from tests.support.cli import Result, fast_retry_env, run_sisu, spawn_sisu
+from tests.support.cli import fast_retry_env, run_sisu, spawn_sisu
 from tests.support.db import rows, scalar
+from tests.support.envelopes import cli_ok, error_of
 from tests.support.polling import poll
 from tests.support.runs import (
     ASK_GOAL,
@@ -79,20 +80,6 @@ def api(rp_env: dict[str, str], rp_tmp: Path, worker: WorkerProcess) -> Iterator
         assert server.wait_responding("/healthz").status_code == 200
         with httpx.Client(base_url=server.base_url, timeout=10) as client:
             yield client
-
-
-def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == ERROR_KEYS, body
-    assert body["error"] == code, body
-    assert body["message"]
-    return body
-
-
-def cli_ok(result: Result) -> Any:
-    assert result.exit_code == 0, (result.exit_code, result.stdout, result.stderr)
-    return result.json()
 
 
 def markers(rp_tmp: Path) -> Path:

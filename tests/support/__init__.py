@@ -7,6 +7,7 @@
 - `runs`: runs started through the service layer, their rows, and waits on their status.
 - `serve`: a real `sisu serve` child on a free port.
 - `runview`: the RunView wire shape and its golden-file normaliser.
+- `envelopes`: the error envelope checked one way (`error_of`, `cli_error`), `cli_ok`.
 - `paging`, `plans`, `metrics`: seeded histories, EXPLAIN plans, Prometheus pages.
 - `fake_openai`, `fake_webhook`, `otlp_receiver`: the outside systems, each a `local_http`
   server on 127.0.0.1.
