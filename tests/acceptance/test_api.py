@@ -20,7 +20,7 @@ from tests.support.envelopes import error_of
 from tests.support.polling import poll
 from tests.support.runs import STEP_IDS, wait_workflow_status
 from tests.support.runview import COUNTED_TABLES, assert_runview_shape
-from tests.support.serve import free_port, running_serve
+from tests.support.serve import free_port, running_serve, serve_client
 from tests.support.workers import running_worker
 
 
@@ -55,11 +55,8 @@ def api_worker(module_db_url: str, api_tmp: Path) -> Iterator[WorkerProcess]:
 @pytest.fixture(scope="module")
 def api(module_db_url: str, api_tmp: Path, api_worker: WorkerProcess) -> Iterator[httpx.Client]:
     env = base_env(module_db_url, api_tmp / "home")
-    with running_serve(env, api_tmp / "logs" / "serve.log") as server:
-        first = server.wait_responding("/healthz")
-        assert first.status_code == 200, first.text
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            yield client
+    with serve_client(env, api_tmp / "logs" / "serve.log") as client:
+        yield client
 
 
 def create_intent(api: httpx.Client, **inputs: Any) -> str:

@@ -27,7 +27,7 @@ from tests.support.runs import (
     wait_run_status,
     wait_workflow_status,
 )
-from tests.support.serve import running_serve
+from tests.support.serve import serve_client
 from tests.support.workers import running_worker
 
 
@@ -55,10 +55,8 @@ def worker(hitl_db: str, hitl_tmp: Path) -> Iterator[WorkerProcess]:
 
 @pytest.fixture(scope="module")
 def api(hitl_env: dict[str, str], hitl_tmp: Path, worker: WorkerProcess) -> Iterator[httpx.Client]:
-    with running_serve(hitl_env, hitl_tmp / "logs" / "serve.log") as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            yield client
+    with serve_client(hitl_env, hitl_tmp / "logs" / "serve.log") as client:
+        yield client
 
 
 def start(api: httpx.Client, goal: str, constraints: dict[str, Any] | None = None) -> str:

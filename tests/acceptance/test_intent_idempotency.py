@@ -21,7 +21,7 @@ from tests.support.db import rows, scalar, table_counts
 from tests.support.envelopes import error_of
 from tests.support.polling import poll
 from tests.support.runview import COUNTED_TABLES, ERROR_KEYS
-from tests.support.serve import running_serve
+from tests.support.serve import serve_client
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +29,8 @@ def api(
     module_db_url: str, module_sisu_env: dict[str, str], tmp_path_factory: Any
 ) -> Iterator[httpx.Client]:
     log = tmp_path_factory.mktemp("idem") / "serve.log"
-    with running_serve(module_sisu_env, log) as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            yield client
+    with serve_client(module_sisu_env, log) as client:
+        yield client
 
 
 def keyed(url: str, key: str) -> list[dict[str, Any]]:

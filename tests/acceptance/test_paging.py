@@ -19,7 +19,7 @@ from tests.support.cli import Result, run_sisu
 from tests.support.db import scalar
 from tests.support.envelopes import error_of
 from tests.support.paging import inbox_order, run_list_order, seed_runs
-from tests.support.serve import running_serve
+from tests.support.serve import serve_client
 
 Page = dict[str, Any]
 
@@ -213,10 +213,8 @@ def assert_refused(result: Result, field: str) -> None:
 
 @pytest.fixture
 def api(sisu_env: dict[str, str], tmp_path: Path) -> Iterator[httpx.Client]:
-    with running_serve(sisu_env, tmp_path / "serve.log") as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=30) as client:
-            yield client
+    with serve_client(sisu_env, tmp_path / "serve.log", timeout=30) as client:
+        yield client
 
 
 def http_page(api: httpx.Client, path: str, **params: Any) -> Page:

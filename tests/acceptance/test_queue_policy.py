@@ -19,7 +19,7 @@ from tests.support.db import rows, scalar, table_counts
 from tests.support.envelopes import cli_error, cli_ok, error_of
 from tests.support.runs import fast_backend, run_row, start_intent, wait_run_done, workflow_row
 from tests.support.runview import COUNTED_TABLES
-from tests.support.serve import running_serve
+from tests.support.serve import serve_client
 from tests.support.workers import INTENT_QUEUE, PARTITIONED_QUEUE, running_worker
 
 
@@ -41,10 +41,8 @@ def qp_env(qp_db: str, qp_tmp: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def api(qp_env: dict[str, str], qp_tmp: Path) -> Iterator[httpx.Client]:
-    with running_serve(qp_env, qp_tmp / "logs" / "serve.log") as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            yield client
+    with serve_client(qp_env, qp_tmp / "logs" / "serve.log") as client:
+        yield client
 
 
 def new_intent(api: httpx.Client, goal: str = "queue policy") -> str:
@@ -208,21 +206,19 @@ def test_caps_come_from_the_environment_of_the_serve_process(
     qp_env: dict[str, str], qp_db: str, qp_tmp: Path
 ) -> None:
     env = {**qp_env, "SISU_CAP_CONCURRENCY": "2"}
-    with running_serve(env, qp_tmp / "logs" / "serve-cap2.log") as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=10) as api:
-            intent_id = new_intent(api)
-            before = table_counts(qp_db, COUNTED_TABLES)
-            body = error_of(
-                trigger(api, intent_id, {"workload": {"concurrency": 3}}),
-                400,
-                "queue_policy_violation",
-            )
-            assert cap_field_ok(body["details"]["field"], "concurrency")
-            assert (body["details"]["value"], body["details"]["cap"]) == (3, 2)
-            assert table_counts(qp_db, COUNTED_TABLES) == before
-            r = trigger(api, intent_id, {"workload": {"concurrency": 2}})
-            assert r.status_code == 202, r.text
+    with serve_client(env, qp_tmp / "logs" / "serve-cap2.log") as api:
+        intent_id = new_intent(api)
+        before = table_counts(qp_db, COUNTED_TABLES)
+        body = error_of(
+            trigger(api, intent_id, {"workload": {"concurrency": 3}}),
+            400,
+            "queue_policy_violation",
+        )
+        assert cap_field_ok(body["details"]["field"], "concurrency")
+        assert (body["details"]["value"], body["details"]["cap"]) == (3, 2)
+        assert table_counts(qp_db, COUNTED_TABLES) == before
+        r = trigger(api, intent_id, {"workload": {"concurrency": 2}})
+        assert r.status_code == 202, r.text
 
 
 def test_queue_policy_json_shows_the_caps_in_force(qp_env: dict[str, str]) -> None:

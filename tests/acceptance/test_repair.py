@@ -32,7 +32,7 @@ from tests.support.runs import (
     workflow_row,
 )
 from tests.support.runview import ERROR_KEYS
-from tests.support.serve import running_serve
+from tests.support.serve import serve_client
 from tests.support.workers import running_worker
 
 FAULTY = {"faults": {"ExecuteST": {"kind": "net_timeout", "times": 3}}}
@@ -76,10 +76,8 @@ def worker(rp_db: str, rp_tmp: Path) -> Iterator[WorkerProcess]:
 
 @pytest.fixture(scope="module")
 def api(rp_env: dict[str, str], rp_tmp: Path, worker: WorkerProcess) -> Iterator[httpx.Client]:
-    with running_serve(rp_env, rp_tmp / "logs" / "serve.log") as server:
-        assert server.wait_responding("/healthz").status_code == 200
-        with httpx.Client(base_url=server.base_url, timeout=10) as client:
-            yield client
+    with serve_client(rp_env, rp_tmp / "logs" / "serve.log") as client:
+        yield client
 
 
 def markers(rp_tmp: Path) -> Path:

@@ -105,3 +105,15 @@ def running_serve(
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def serve_client(
+    env: dict[str, str], log_path: Path, *, timeout: float = 10
+) -> Iterator[httpx.Client]:
+    """An httpx client on a real `sisu serve` child that has answered /healthz with 200."""
+    with running_serve(env, log_path) as server:
+        first = server.wait_responding("/healthz")
+        assert first.status_code == 200, first.text
+        with httpx.Client(base_url=server.base_url, timeout=timeout) as client:
+            yield client
