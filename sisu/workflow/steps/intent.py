@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -17,24 +15,16 @@ from psycopg.types.json import Jsonb
 from sisu import metrics, tracing
 from sisu.db import faults
 from sisu.db.queries import q
-from sisu.workflow.steps import datasource, drill_hooks, runtime
+from sisu.workflow.steps import datasource, drill_hooks, records, runtime
 from sisu.workflow.steps.compiler import approval_gate
 from sisu.workflow.steps.errors import StepError, TransientStepError
-from sisu.workflow.steps.ports import Delivery, OutsideExecutor, Work
+from sisu.workflow.steps.ports import OutsideExecutor, Work
 from sisu.workspace import build
 
 Conn = datasource.Cursor
 log = logging.getLogger("sisu.steps")
 # How runs end, one line each: what an operator greps a worker's log for.
 outcome = logging.getLogger("sisu.run")
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def _canonical(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
 
 
 def _record_failed_attempt(run_id: str, step_id: str, started_at: datetime, error: Any) -> bool:
@@ -103,16 +93,7 @@ def _run_step(
         # travel together with the next read or with the end of the block.
         with conn.connection.pipeline():
             output = body(conn)
-            conn.execute(
-                q("step_succeeded"),
-                {
-                    "run_id": run_id,
-                    "step_id": step_id,
-                    "output": Jsonb(output),
-                    "started_at": started_at,
-                    "status": status_after,
-                },
-            )
+            records.step_succeeded(conn, run_id, step_id, output, started_at, status_after)
         moved = conn.rowcount == 1
         return output
 
@@ -249,24 +230,7 @@ def compile_st(
         if draft is not None:
             return _settled(draft, intent)
         request = _compile_request(intent, run_id)
-        compiler = runtime.get().compiler
-        asked = time.monotonic()
-        plan = compiler.compile(request)
-        conn.execute(
-            q("insert_opencode_call"),
-            {
-                "run_id": run_id,
-                "step_id": "CompileST",
-                "request": Jsonb(request),
-                "response": Jsonb(plan),
-                "compiler": compiler.name,
-                "model": None,
-                "input_tokens": None,
-                "output_tokens": None,
-                "latency_ms": round((time.monotonic() - asked) * 1000),
-                "error": None,
-            },
-        )
+        plan = records.compile_plan(conn, run_id, request, runtime.get().compiler)
         return _settled(plan, intent)
 
     return dict(_run_step(run_id, "CompileST", body))
@@ -306,37 +270,7 @@ def apply_patch_st(run_id: str, plan: dict[str, Any]) -> dict[str, Any]:
         raise error from exc
 
     def body(conn: Conn) -> dict[str, Any]:
-        artifacts = [
-            {
-                "run_id": run_id,
-                "step_id": "ApplyPatchST",
-                "idx": idx,
-                "kind": "file",
-                "uri": (built.root / item["path"]).as_uri(),
-                "inline": None,
-                "sha256": item["sha256"],
-            }
-            for idx, item in enumerate(built.files)
-        ]
-        patch = {"diff": built.diff, "stat": built.stat, "source": plan.get("source")}
-        artifacts.append(
-            {
-                "run_id": run_id,
-                "step_id": "ApplyPatchST",
-                "idx": len(built.files),
-                "kind": "patch",
-                "uri": None,
-                "inline": Jsonb(patch),
-                "sha256": _sha256(built.diff.encode()),
-            }
-        )
-        # psycopg pipelines executemany: one round trip for all the files.
-        conn.executemany(q("insert_artifact"), artifacts)
-        return {
-            "workspace": str(built.root),
-            "files": [{"path": f["path"], "sha256": f["sha256"]} for f in built.files],
-            "stat": built.stat,
-        }
+        return records.workspace_artifacts(conn, run_id, built, plan.get("source"))
 
     return dict(_run_step(run_id, "ApplyPatchST", body))
 
@@ -378,7 +312,7 @@ def await_input_st(
                 "kind": "question_card",
                 "uri": None,
                 "inline": Jsonb(card),
-                "sha256": _sha256(_canonical(card)),
+                "sha256": records.sha256(records.canonical(card)),
             },
         )
         conn.execute(q("run_waiting_input"), {"run_id": run_id})
@@ -394,24 +328,7 @@ def decide_st(
     plan asked for one."""
 
     def body(conn: Conn) -> dict[str, Any]:
-        decision = {
-            "approved": True,
-            "planId": plan["planId"],
-            "answer": answer,
-            "tasks": plan["tasks"],
-        }
-        conn.execute(
-            q("insert_next_artifact"),
-            {
-                "run_id": run_id,
-                "step_id": "DecideST",
-                "kind": "decision",
-                "uri": None,
-                "inline": Jsonb(decision),
-                "sha256": _sha256(_canonical(decision)),
-            },
-        )
-        return decision
+        return records.decision(conn, run_id, plan, answer)
 
     return dict(_run_step(run_id, "DecideST", body))
 
@@ -523,7 +440,7 @@ def _record_failed_output(run_id: str) -> None:
             "kind": stream,
             "uri": path.as_uri(),
             "inline": None,
-            "sha256": _sha256(path.read_bytes()),
+            "sha256": records.sha256(path.read_bytes()),
         }
         for stream, path in (("stdout", logs / "stdout.log"), ("stderr", logs / "stderr.log"))
         if path.is_file()
@@ -576,24 +493,9 @@ def execute_st(
         _injected_fault(conn, run_id, inputs, "ExecuteST")
         executor = runtime.get().executor
         assert not isinstance(executor, OutsideExecutor)
-        receipts = []
-        for task in decision["tasks"]:
-            key = f"{run_id}:ExecuteST:{task['taskKey']}"
-            receipt = executor.lookup(key)
-            delivered = receipt is None
-            if receipt is None:
-                receipt = executor.deliver(
-                    Delivery(
-                        receipt_key=key,
-                        run_id=run_id,
-                        step_id="ExecuteST",
-                        task_key=task["taskKey"],
-                        payload_hash=_sha256(_canonical(task["payload"])),
-                    )
-                )
-                drill_hooks.after_effect(run_id)
-            receipts.append({"taskKey": task["taskKey"], "receiptKey": key, "new": delivered})
-        return {"receipts": receipts}
+        return records.deliver_tasks(
+            executor, run_id, decision["tasks"], lambda: drill_hooks.after_effect(run_id)
+        )
 
     return dict(_run_step(run_id, "ExecuteST", body, status_after="succeeded"))
 
