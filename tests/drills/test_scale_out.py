@@ -540,12 +540,23 @@ def test_the_shortest_accepted_failover_timeout_never_takes_runs_from_a_live_wor
             wait_worker_ready(db_url, w)
         for w in pair:
             wait_heartbeat_after_ready(db_url, w)
-        ids = submit(db_url, 6, {"sleepMs": 2500})
-        poll("both workers to hold runs", lambda: (
-            True if len(pending_by_executor(db_url, ids)) == 2 else None), timeout=10)  # fmt: skip
-        held = pending_by_executor(db_url, ids)
-        # Each run inside ExecuteST outlasts a failover timeout, and both workers sweep twice
-        # while the other is busy.
+        # Each run stays inside ExecuteST longer than a failover timeout plus a heartbeat
+        # interval: a peer whose heartbeat lagged behind its timeout would be taken for dead
+        # with its runs in flight.
+        ids = submit(db_url, 6, {"sleepMs": 6000})
+
+        def dequeued() -> dict[str, str] | None:
+            """Who took each run, once every run is taken and both workers hold some (three
+            slots each: three runs each)."""
+            taken = {
+                wid: w["executor_id"]
+                for wid, w in workflows(db_url, ids).items()
+                if w["status"] != "ENQUEUED"
+            }
+            return taken if len(taken) == len(ids) and len(set(taken.values())) == 2 else None
+
+        held = poll("both workers to take every run", dequeued, timeout=20)
+        # Both workers sweep twice while the other is busy.
         for w in pair:
             wait_failover_sweeps(db_url, w, 2)
         wait_all_done(db_url, ids, timeout=60, watch=tuple(pair))
@@ -554,7 +565,7 @@ def test_the_shortest_accepted_failover_timeout_never_takes_runs_from_a_live_wor
             w.kill()
     assert rows(db_url, "SELECT dead_executor_id, recovered_by FROM app.failovers") == []
     finished_by = {wid: w["executor_id"] for wid, w in workflows(db_url, ids).items()}
-    assert finished_by == {wid: ex for ex, wids in held.items() for wid in wids}
+    assert finished_by == held
     assert {w["recovery_attempts"] for w in workflows(db_url, ids).values()} == {1}
     _one_attempt_per_step(db_url, ids)
     _no_duplicate_effects(db_url, ids)
